@@ -1,1 +1,19 @@
-//! placeholder
+//! switchyard: a PostgreSQL wire-protocol proxy for zero-downtime database migrations.
+//!
+//! Data flows one way: [`listener`] → [`session`] (startup in [`startup`], client auth in
+//! [`auth`], the primary's connection in [`upstream`]) → [`relay`]. Shared state lives in
+//! [`state`]; cancel requests are routed by [`cancel`].
+
+pub mod admin;
+pub mod auth;
+pub mod cancel;
+pub mod cli;
+pub mod listener;
+pub mod relay;
+pub mod session;
+pub mod sqlstate;
+pub mod startup;
+pub mod state;
+pub mod stream;
+pub mod tls;
+pub mod upstream;

@@ -1,0 +1,50 @@
+//! The admin HTTP API on `admin.address`. It only reads shared state or asks for a reload;
+//! it never reaches into a session.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::state::Shared;
+
+struct AdminState {
+    shared: Arc<Shared>,
+    started: Instant,
+}
+
+/// Serves the admin API until the task is dropped.
+pub async fn serve(shared: Arc<Shared>, listener: TcpListener) {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "admin API listening");
+    }
+    let state = Arc::new(AdminState {
+        shared,
+        started: Instant::now(),
+    });
+    let app = Router::new()
+        .route("/status", get(status))
+        .with_state(state);
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "admin API stopped");
+    }
+}
+
+async fn status(State(state): State<Arc<AdminState>>) -> Json<serde_json::Value> {
+    let config = state.shared.config.load();
+    let max = config.limits.max_clients;
+    let free = state.shared.client_slots.available_permits();
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_s": state.started.elapsed().as_secs(),
+        "routing": {
+            "primary": config.routing.primary,
+            "canary_percent": config.routing.canary_percent,
+        },
+        "sessions": max.saturating_sub(free),
+    }))
+}

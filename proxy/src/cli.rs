@@ -1,0 +1,111 @@
+//! The command line: `switchyard serve`, `switchyard check-config`. This is the binary's
+//! edge, where errors become messages and exit codes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use switchyard_config::{Config, LogFormat};
+use tokio::net::TcpListener;
+
+use crate::{admin, listener, state::Shared};
+
+#[derive(Parser)]
+#[command(name = "switchyard", version, about = "PostgreSQL proxy for zero-downtime migrations")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy.
+    Serve {
+        /// The configuration file.
+        #[arg(long, short, env = "SWITCHYARD_CONFIG")]
+        config: PathBuf,
+        /// Log as JSON lines (overrides logging.format).
+        #[arg(long)]
+        json_logs: bool,
+    },
+    /// Validate a configuration file and print a summary; exit code 1 if it is invalid.
+    CheckConfig {
+        /// The configuration file.
+        file: PathBuf,
+    },
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { file } => match Config::load(&file) {
+            Ok(config) => {
+                let names = config.upstreams.names();
+                println!(
+                    "{}: ok — {} user(s), upstreams {} and {}, primary {}, canary {}%",
+                    file.display(),
+                    config.users.len(),
+                    names[0],
+                    names[1],
+                    config.routing.primary,
+                    config.routing.canary_percent
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", file.display());
+                ExitCode::from(1)
+            }
+        },
+        Command::Serve { config, json_logs } => match serve(config, json_logs) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("switchyard: {e:#}");
+                ExitCode::from(1)
+            }
+        },
+    }
+}
+
+fn serve(path: PathBuf, json_logs: bool) -> anyhow::Result<()> {
+    let config = Config::load(&path).with_context(|| format!("invalid config {}", path.display()))?;
+    init_logging(&config, json_logs);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let address = config.listen.address.clone();
+        let admin_address = config.admin.address.clone();
+        let shared = Shared::new(config).context("cannot set up TLS for listen.tls")?;
+        let listener = TcpListener::bind(&address)
+            .await
+            .with_context(|| format!("cannot listen on {address}"))?;
+        let admin_listener = TcpListener::bind(&admin_address)
+            .await
+            .with_context(|| format!("cannot listen on {admin_address} (admin.address)"))?;
+        tokio::spawn(admin::serve(shared.clone(), admin_listener));
+        tokio::select! {
+            () = listener::serve(shared, listener) => Ok(()),
+            r = tokio::signal::ctrl_c() => {
+                r.context("cannot wait for Ctrl-C")?;
+                tracing::info!("interrupted; shutting down");
+                Ok(())
+            }
+        }
+    })
+}
+
+fn init_logging(config: &Config, json_logs: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(config.logging.level.clone()));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json_logs || config.logging.format == LogFormat::Json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

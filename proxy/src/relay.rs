@@ -1,0 +1,182 @@
+//! The two directions of a session's byte stream, pumped concurrently: client → primary and
+//! primary → client. Frames are never decoded to be forwarded: each read is scanned for
+//! frame boundaries and the few tags the session tracks, and the complete frames are written
+//! on as one slice of the original bytes. Neither direction waits for the other, so a server
+//! message (an error in the middle of a long COPY, a NOTIFY) reaches the client while the
+//! client is still sending, exactly as with a direct connection.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
+
+use bytes::BytesMut;
+use switchyard_protocol::frame::{frame_len, FrameError, FrameScan};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::stream::{ReadHalf, WriteHalf};
+
+/// Bytes asked for per read when no partial frame says how much more is coming.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// What the two directions tell each other about the session, without locks.
+#[derive(Debug)]
+pub struct Flow {
+    /// Requests (Query, Sync, FunctionCall) sent whose ReadyForQuery has not come back.
+    pub in_flight: AtomicU32,
+    /// Transaction status of the last ReadyForQuery: b'I', b'T' or b'E'.
+    pub tx_status: AtomicU8,
+    /// The primary sent a FATAL/PANIC error (so it reported its own disconnection).
+    pub server_sent_fatal: AtomicBool,
+}
+
+impl Default for Flow {
+    fn default() -> Self {
+        Self {
+            in_flight: AtomicU32::new(0),
+            tx_status: AtomicU8::new(b'I'),
+            server_sent_fatal: AtomicBool::new(false),
+        }
+    }
+}
+
+/// How the client → primary direction ended.
+#[derive(Debug)]
+pub enum ClientEnd {
+    /// The client sent Terminate (forwarded to the primary).
+    Terminate,
+    /// The client closed its connection without Terminate.
+    Eof,
+    /// The client closed its connection in the middle of a message.
+    Truncated,
+    Read(std::io::Error),
+    /// The client sent a frame header that cannot be valid.
+    Malformed(FrameError),
+    /// Writing to the primary failed.
+    ServerWrite(std::io::Error),
+}
+
+/// How the primary → client direction ended.
+#[derive(Debug)]
+pub enum ServerEnd {
+    Eof,
+    Read(std::io::Error),
+    Malformed(FrameError),
+    ClientWrite(std::io::Error),
+}
+
+/// Makes room for the next read: all of a partially received frame when its length is
+/// known (so a large message arrives in as few reads as possible), at least `READ_CHUNK`.
+fn reserve(buf: &mut BytesMut, max: usize) {
+    let need = match frame_len(buf, max) {
+        Ok(Some(total)) if total > buf.len() => total - buf.len(),
+        _ => 0,
+    };
+    buf.reserve(need.max(READ_CHUNK));
+}
+
+/// Pumps client frames to the primary until the client leaves or misbehaves.
+pub async fn client_to_server(
+    client: &mut ReadHalf,
+    buf: &mut BytesMut,
+    server: &mut WriteHalf,
+    max: usize,
+    flow: &Flow,
+) -> ClientEnd {
+    loop {
+        // Whatever is left in `buf` is an incomplete frame: read the rest.
+        {
+            reserve(buf, max);
+            match client.read_buf(buf).await {
+                Ok(0) if buf.is_empty() => return ClientEnd::Eof,
+                Ok(0) => return ClientEnd::Truncated,
+                Ok(_) => {}
+                Err(e) => return ClientEnd::Read(e),
+            }
+        }
+        let mut scan = FrameScan::new(buf, max);
+        let mut requests = 0;
+        let mut terminate = false;
+        for (tag, _) in scan.by_ref() {
+            match tag {
+                b'Q' | b'S' | b'F' => requests += 1,
+                b'X' => {
+                    terminate = true;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let consumed = scan.consumed();
+        let error = scan.error().cloned();
+        if requests > 0 {
+            flow.in_flight.fetch_add(requests, Ordering::Relaxed);
+        }
+        if consumed > 0 {
+            let chunk = buf.split_to(consumed);
+            if let Err(e) = write(server, &chunk).await {
+                return ClientEnd::ServerWrite(e);
+            }
+        }
+        if terminate {
+            return ClientEnd::Terminate;
+        }
+        if let Some(e) = error {
+            return ClientEnd::Malformed(e);
+        }
+    }
+}
+
+/// Pumps primary frames to the client until either side goes away.
+pub async fn server_to_client(
+    server: &mut ReadHalf,
+    buf: &mut BytesMut,
+    client: &mut WriteHalf,
+    max: usize,
+    flow: &Flow,
+) -> ServerEnd {
+    loop {
+        // Whatever is left in `buf` is an incomplete frame: read the rest.
+        {
+            reserve(buf, max);
+            match server.read_buf(buf).await {
+                Ok(0) => return ServerEnd::Eof,
+                Ok(_) => {}
+                Err(e) => return ServerEnd::Read(e),
+            }
+        }
+        let mut scan = FrameScan::new(buf, max);
+        for (tag, frame) in scan.by_ref() {
+            match tag {
+                b'Z' => {
+                    let _ = flow.in_flight.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                        n.checked_sub(1)
+                    });
+                    if let Some(&status) = frame.get(5) {
+                        flow.tx_status.store(status, Ordering::Relaxed);
+                    }
+                }
+                b'E' => {
+                    let body = &frame[5..];
+                    if body.starts_with(b"SFATAL\0") || body.starts_with(b"SPANIC\0") {
+                        flow.server_sent_fatal.store(true, Ordering::Relaxed);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let consumed = scan.consumed();
+        let error = scan.error().cloned();
+        if consumed > 0 {
+            let chunk = buf.split_to(consumed);
+            if let Err(e) = write(client, &chunk).await {
+                return ServerEnd::ClientWrite(e);
+            }
+        }
+        if let Some(e) = error {
+            return ServerEnd::Malformed(e);
+        }
+    }
+}
+
+async fn write(w: &mut WriteHalf, bytes: &[u8]) -> std::io::Result<()> {
+    w.write_all(bytes).await?;
+    w.flush().await
+}

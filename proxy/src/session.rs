@@ -1,0 +1,281 @@
+//! One client session from accept to close: startup, authentication, the choice of primary,
+//! the upstream connection, the startup replies, and the relay. The loop itself is in
+//! [`crate::relay`]; this module decides what happens at each end.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use switchyard_config::{Config, Sticky, UserSecret};
+use switchyard_protocol::backend;
+use switchyard_protocol::StartupMessage;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tracing::{debug, info, warn, Instrument};
+
+use crate::auth;
+use crate::cancel::CancelTarget;
+use crate::relay::{self, ClientEnd, Flow, ServerEnd};
+use crate::sqlstate;
+use crate::startup::{self, Hello};
+use crate::state::Shared;
+use crate::stream::{Stream, WriteHalf};
+use crate::upstream::{self, Login, UpstreamError};
+
+/// Serves one accepted TCP connection until it closes. `permit` is the client slot; a
+/// connection without one may still deliver a CancelRequest but is refused a session.
+pub async fn run(
+    shared: Arc<Shared>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    permit: Option<OwnedSemaphorePermit>,
+) {
+    let config = shared.config.load_full();
+    let acceptor = shared.tls.load_full();
+    let startup_timeout = Duration::from_millis(config.limits.startup_timeout_ms);
+
+    let id = shared.next_session_id();
+    let opened = tokio::time::timeout(startup_timeout, async {
+        let hello = match startup::accept(tcp, config.listen.tls.clone(), acceptor.as_deref()).await {
+            Ok(h) => h,
+            Err(failure) if failure.reply.is_none() => {
+                // Port probes and clients that give up: nothing to answer, little to say.
+                debug!(%peer, reason = %failure.reason, "startup abandoned");
+                return None;
+            }
+            Err(failure) => {
+                info!(%peer, reason = %failure.reason, "startup refused");
+                failure.close().await;
+                return None;
+            }
+        };
+        let (mut stream, startup, mut pending) = match hello {
+            Hello::Cancel { pid, secret } => {
+                let known = shared.cancels.cancel((pid, secret)).await;
+                debug!(%peer, pid, known, "cancel request");
+                return None;
+            }
+            Hello::Session {
+                stream,
+                startup,
+                pending,
+            } => (stream, startup, pending),
+        };
+        if permit.is_none() {
+            let limit = config.limits.max_clients;
+            warn!(%peer, limit, "refusing client: limits.max_clients reached");
+            let reply = backend::error_response(
+                "FATAL",
+                sqlstate::TOO_MANY_CONNECTIONS,
+                "sorry, too many clients already",
+            );
+            close_with(&mut stream, &reply).await;
+            return None;
+        }
+        let user_name = startup.user().to_owned();
+        let user = config.user(&user_name);
+        if let Err(failure) =
+            auth::authenticate(&mut stream, &mut pending, &user_name, user, &shared.verifiers).await
+        {
+            info!(%peer, user = %user_name, reason = %failure.log, "authentication failed");
+            close_with(&mut stream, &failure.reply).await;
+            return None;
+        }
+        Some((stream, startup, pending))
+    })
+    .await;
+    let Ok(Some((stream, startup, pending))) = opened else {
+        if opened.is_err() {
+            debug!(%peer, "startup timed out (limits.startup_timeout_ms)");
+        }
+        return;
+    };
+
+    let primary = choose_primary(&config, &startup, peer, id);
+    let span = tracing::info_span!(
+        "session",
+        id,
+        user = %startup.user(),
+        database = %startup.database(),
+        client = %peer,
+        primary = %primary,
+    );
+    serve(shared, config, stream, startup, pending, primary, permit)
+        .instrument(span)
+        .await;
+}
+
+/// The session's routing key → bucket → primary (DESIGN.md "Routing").
+fn choose_primary(config: &Config, startup: &StartupMessage, peer: SocketAddr, id: u64) -> String {
+    let key = match config.routing.sticky {
+        Sticky::Session => format!("session:{id}:{}", std::process::id()),
+        Sticky::ClientAddr => peer.ip().to_string(),
+        Sticky::User => startup.user().to_owned(),
+        Sticky::ApplicationName => startup.get("application_name").unwrap_or("").to_owned(),
+    };
+    let bucket = switchyard_config::bucket(&key);
+    config
+        .routing
+        .primary_for(bucket, &config.upstreams)
+        .to_owned()
+}
+
+async fn serve(
+    shared: Arc<Shared>,
+    config: Arc<Config>,
+    mut client: Stream,
+    startup: StartupMessage,
+    pending: BytesMut,
+    primary: String,
+    _permit: Option<OwnedSemaphorePermit>,
+) {
+    let Some(up) = config.upstream(&primary) else {
+        return;
+    };
+    let user = config.user(startup.user());
+    let client_password = user.and_then(|u| match &u.secret {
+        Some(UserSecret::Password(p)) => Some(p.as_str()),
+        _ => None,
+    });
+    let login = Login {
+        user: up.user.as_deref().unwrap_or(startup.user()),
+        password: up.password.as_deref().or(client_password),
+        params: &startup.params,
+        database: startup.database(),
+    };
+    let conn = match upstream::connect(up, &login).await {
+        Ok(c) => c,
+        Err(UpstreamError::Refused { frame, message, .. }) => {
+            info!(%message, "primary refused the session");
+            close_with(&mut client, &frame).await;
+            return;
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot open the session on its primary");
+            let reply = backend::error_response("FATAL", sqlstate::CONNECTION_FAILURE, &e.to_string());
+            close_with(&mut client, &reply).await;
+            return;
+        }
+    };
+    let target = CancelTarget {
+        host: up.host.clone(),
+        port: up.port,
+        pid: conn.backend_pid,
+        secret: conn.backend_secret,
+    };
+    let cancel = shared.cancels.register(target);
+    let (client_pid, client_secret) = cancel.key();
+
+    let mut hello = BytesMut::with_capacity(512);
+    hello.put_slice(&backend::authentication_ok());
+    for frame in &conn.startup_frames {
+        hello.put_slice(frame);
+    }
+    hello.put_slice(&backend::backend_key_data(client_pid, client_secret));
+    hello.put_slice(&backend::ready_for_query(b'I'));
+    if let Err(e) = async {
+        client.write_all(&hello).await?;
+        client.flush().await
+    }
+    .await
+    {
+        debug!(error = %e, "client went away during startup");
+        return;
+    }
+    info!(backend_pid = conn.backend_pid, "session started");
+
+    let max = config.limits.max_message_bytes;
+    let flow = Flow::default();
+    let (mut client_r, mut client_w) = client.split();
+    let (mut server_r, mut server_w) = conn.stream.split();
+    let mut client_buf = pending;
+    let mut server_buf = conn.leftover;
+
+    let end = tokio::select! {
+        end = relay::client_to_server(&mut client_r, &mut client_buf, &mut server_w, max, &flow) => Ok(end),
+        end = relay::server_to_client(&mut server_r, &mut server_buf, &mut client_w, max, &flow) => Err(end),
+    };
+
+    let in_flight = flow.in_flight.load(Ordering::Relaxed) > 0;
+    match end {
+        Ok(ClientEnd::Terminate) => debug!("client terminated the session"),
+        Ok(ClientEnd::Eof | ClientEnd::Read(_)) | Err(ServerEnd::ClientWrite(_)) => {
+            debug!(in_flight, "client disconnected");
+            if in_flight {
+                cancel_in_flight(&cancel.targets()).await;
+            }
+            terminate(&mut server_w).await;
+        }
+        Ok(end @ (ClientEnd::Malformed(_) | ClientEnd::Truncated)) => {
+            let message = match end {
+                ClientEnd::Malformed(e) => e.to_string(),
+                _ => "incomplete message from client".to_owned(),
+            };
+            info!(error = %message, "client sent a malformed message; closing");
+            let reply = backend::error_response("FATAL", sqlstate::PROTOCOL_VIOLATION, &message);
+            close_half(&mut client_w, &reply).await;
+            if in_flight {
+                cancel_in_flight(&cancel.targets()).await;
+            }
+            terminate(&mut server_w).await;
+        }
+        Ok(ClientEnd::ServerWrite(e)) | Err(ServerEnd::Read(e)) => {
+            warn!(error = %e, "connection to the primary failed");
+            lost_primary(&mut client_w, &primary, &flow).await;
+        }
+        Err(ServerEnd::Eof) => {
+            info!("the primary closed the connection");
+            lost_primary(&mut client_w, &primary, &flow).await;
+        }
+        Err(ServerEnd::Malformed(e)) => {
+            warn!(error = %e, "the primary sent a malformed message");
+            lost_primary(&mut client_w, &primary, &flow).await;
+        }
+    }
+    info!("session ended");
+}
+
+/// Tells the client its server connection is gone, unless the server already said so
+/// itself with a FATAL error (as on an administrator shutdown), then closes.
+async fn lost_primary(client: &mut WriteHalf, primary: &str, flow: &Flow) {
+    if flow.server_sent_fatal.load(Ordering::Relaxed) {
+        let _ = client.shutdown().await;
+        return;
+    }
+    let reply = backend::error_response(
+        "FATAL",
+        sqlstate::CONNECTION_FAILURE,
+        &format!("server closed the connection unexpectedly (upstream {primary})"),
+    );
+    close_half(client, &reply).await;
+}
+
+async fn cancel_in_flight(targets: &[CancelTarget]) {
+    if let Some(t) = targets.first() {
+        if let Err(e) = upstream::send_cancel(&t.host, t.port, t.pid, t.secret).await {
+            debug!(error = %e, "could not cancel the abandoned query");
+        }
+    }
+}
+
+async fn terminate(server: &mut WriteHalf) {
+    let _ = server.write_all(&[b'X', 0, 0, 0, 4]).await;
+    let _ = server.shutdown().await;
+}
+
+async fn close_with(stream: &mut Stream, reply: &[u8]) {
+    if !reply.is_empty() {
+        let _ = stream.write_all(reply).await;
+        let _ = stream.flush().await;
+    }
+    let _ = stream.shutdown().await;
+}
+
+async fn close_half(w: &mut WriteHalf, reply: &[u8]) {
+    let _ = w.write_all(reply).await;
+    let _ = w.flush().await;
+    let _ = w.shutdown().await;
+}
