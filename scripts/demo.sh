@@ -9,6 +9,7 @@
 # Ctrl-C, and cleans everything up. With --once it cleans up right after the report.
 #
 # Runs as root (the clusters then run as the `postgres` OS user) or as a normal user.
+# Ports in use? Set DEMO_BLUE_PORT, DEMO_GREEN_PORT, DEMO_LISTEN_PORT, DEMO_ADMIN_PORT.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,10 +25,10 @@ case "${1:-}" in
 esac
 
 RUN="$ROOT/demo-run"
-BLUE_PORT=55432
-GREEN_PORT=55433
-LISTEN_PORT=6432
-ADMIN_PORT=9187
+BLUE_PORT="${DEMO_BLUE_PORT:-55432}"
+GREEN_PORT="${DEMO_GREEN_PORT:-55433}"
+LISTEN_PORT="${DEMO_LISTEN_PORT:-6432}"
+ADMIN_PORT="${DEMO_ADMIN_PORT:-9187}"
 APP_URL="postgresql://app:app-secret@127.0.0.1:$LISTEN_PORT/app"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 SWITCHYARD="$TARGET_DIR/release/switchyard"
@@ -82,6 +83,10 @@ stop_everything() {
 on_exit() {
     local status=$?
     trap - EXIT INT TERM
+    # Clean up whatever happens: no errexit, and a closed stdout (Ctrl-C on `demo.sh | tee`)
+    # must not kill us halfway.
+    set +e
+    trap '' PIPE
     # Ctrl-C (or a TERM) is the normal way to end the demo, not a failure.
     if [ "$status" -eq 130 ] || [ "$status" -eq 143 ]; then
         status=0
@@ -123,7 +128,7 @@ if [ -d "$RUN" ]; then
 fi
 for port in $BLUE_PORT $GREEN_PORT $LISTEN_PORT $ADMIN_PORT; do
     if port_open "$port"; then
-        sy_die "something else already listens on 127.0.0.1:$port; stop it and run the demo again"
+        sy_die "something else already listens on 127.0.0.1:$port; stop it, or pick other ports (see the top of $0)"
     fi
 done
 mkdir -p "$RUN/journal"
@@ -228,18 +233,18 @@ count_rows() {
 for _ in $(seq 50); do
     same=1
     for table in $TABLES; do
-        [ "$(count_rows $BLUE_PORT "$table")" = "$(count_rows $GREEN_PORT "$table")" ] || same=0
+        [ "$(count_rows "$BLUE_PORT" "$table")" = "$(count_rows "$GREEN_PORT" "$table")" ] || same=0
     done
     [ "$same" -eq 1 ] && break
     sleep 0.2
 done
 printf '%-18s %12s %12s\n' table "blue :$BLUE_PORT" "green :$GREEN_PORT"
 for table in $TABLES; do
-    printf '%-18s %12s %12s\n' "$table" "$(count_rows $BLUE_PORT "$table")" "$(count_rows $GREEN_PORT "$table")"
+    printf '%-18s %12s %12s\n' "$table" "$(count_rows "$BLUE_PORT" "$table")" "$(count_rows "$GREEN_PORT" "$table")"
 done
 sum_balances="SELECT sum(abalance) FROM pgbench_accounts"
 printf '%-18s %12s %12s\n' "sum(abalance)" \
-    "$(pg_super $BLUE_PORT -d app -Atc "$sum_balances")" "$(pg_super $GREEN_PORT -d app -Atc "$sum_balances")"
+    "$(pg_super "$BLUE_PORT" -d app -Atc "$sum_balances")" "$(pg_super "$GREEN_PORT" -d app -Atc "$sum_balances")"
 if [ "$same" -eq 1 ]; then
     echo "green has every row blue has."
 else

@@ -11,7 +11,7 @@ use switchyard_protocol::auth::md5::md5_verify;
 use switchyard_protocol::auth::scram::{ScramServer, ScramVerifier};
 use switchyard_protocol::backend;
 use switchyard_protocol::frame::split_frame;
-use switchyard_protocol::frontend::{SaslInitialResponse, SaslResponse};
+use switchyard_protocol::frontend::{PasswordMessage, SaslInitialResponse, SaslResponse};
 use switchyard_protocol::Frame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -115,7 +115,10 @@ pub async fn authenticate(
             if scram_exchange(stream, buf, ScramServer::new(verifier)).await? {
                 Ok(())
             } else {
-                Err(AuthFailure::password(user_name, "wrong password (SCRAM proof)"))
+                Err(AuthFailure::password(
+                    user_name,
+                    "wrong password (SCRAM proof)",
+                ))
             }
         }
         (AuthMethod::Md5, Some(UserSecret::Password(password))) => {
@@ -157,8 +160,12 @@ async fn scram_exchange(
         .ok_or_else(|| AuthFailure::protocol("SASLInitialResponse without data"))?;
     let server_first = server
         .client_first(first)
-        .map_err(|e| AuthFailure::protocol(format!("malformed SCRAM message: {e}")))?;
-    send(stream, &backend::authentication_sasl_continue(&server_first)).await?;
+        .map_err(|e| AuthFailure::protocol(e.to_string()))?;
+    send(
+        stream,
+        &backend::authentication_sasl_continue(&server_first),
+    )
+    .await?;
     let frame = read_message(stream, buf).await?;
     let response = SaslResponse::parse(frame.body())
         .map_err(|e| AuthFailure::protocol(format!("malformed SASL message: {e}")))?;
@@ -167,16 +174,17 @@ async fn scram_exchange(
             send(stream, &backend::authentication_sasl_final(&server_final)).await?;
             Ok(true)
         }
-        Err(_) => Ok(false),
+        // A wrong proof (or an unusable verifier) is a failed password...
+        Err(e) if e.sqlstate() == sqlstate::INVALID_PASSWORD => Ok(false),
+        // ...anything else is a broken exchange.
+        Err(e) => Err(AuthFailure::protocol(e.to_string())),
     }
 }
 
 fn password_bytes(frame: &Frame) -> Result<&[u8], AuthFailure> {
-    let body = frame.body();
-    match body.split_last() {
-        Some((0, s)) if !s.contains(&0) => Ok(s),
-        _ => Err(AuthFailure::protocol("malformed password message")),
-    }
+    PasswordMessage::parse(frame.body())
+        .map(|m| m.password)
+        .map_err(|e| AuthFailure::protocol(e.to_string()))
 }
 
 async fn send(stream: &mut Stream, msg: &[u8]) -> Result<(), AuthFailure> {

@@ -9,10 +9,15 @@ use clap::{Parser, Subcommand};
 use switchyard_config::{Config, LogFormat};
 use tokio::net::TcpListener;
 
+use crate::journal::Journal;
 use crate::{admin, listener, state::Shared};
 
 #[derive(Parser)]
-#[command(name = "switchyard", version, about = "PostgreSQL proxy for zero-downtime migrations")]
+#[command(
+    name = "switchyard",
+    version,
+    about = "PostgreSQL proxy for zero-downtime migrations"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -33,6 +38,36 @@ enum Command {
     CheckConfig {
         /// The configuration file.
         file: PathBuf,
+    },
+    /// Inspect or replay the mirror's journal (`mirror.journal_dir`).
+    Journal {
+        #[command(subcommand)]
+        action: JournalAction,
+    },
+    /// Compare the two upstreams table by table.
+    Verify(crate::verify::VerifyArgs),
+}
+
+#[derive(Subcommand)]
+enum JournalAction {
+    /// Summarise the journal: entries, sessions, what is still to replay.
+    Status {
+        #[arg(long, short, env = "SWITCHYARD_CONFIG")]
+        config: PathBuf,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply the journal to its target upstream in commit order (resumable).
+    Replay {
+        #[arg(long, short, env = "SWITCHYARD_CONFIG")]
+        config: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// No progress bar even on a terminal.
+        #[arg(long)]
+        no_progress: bool,
     },
 }
 
@@ -59,6 +94,26 @@ pub fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Journal { action } => {
+            let (path, json) = match &action {
+                JournalAction::Status { config, json } => (config, *json),
+                JournalAction::Replay { config, json, .. } => (config, *json),
+            };
+            let config = match Config::load(path) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{}: {e}", path.display());
+                    return ExitCode::from(2);
+                }
+            };
+            match action {
+                JournalAction::Status { .. } => crate::journal::run_status(&config, json),
+                JournalAction::Replay { no_progress, .. } => {
+                    crate::journal::run_replay(&config, json, !no_progress)
+                }
+            }
+        }
+        Command::Verify(args) => crate::verify::run(args),
         Command::Serve { config, json_logs } => match serve(config, json_logs) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -70,7 +125,8 @@ pub fn main() -> ExitCode {
 }
 
 fn serve(path: PathBuf, json_logs: bool) -> anyhow::Result<()> {
-    let config = Config::load(&path).with_context(|| format!("invalid config {}", path.display()))?;
+    let config =
+        Config::load(&path).with_context(|| format!("invalid config {}", path.display()))?;
     init_logging(&config, json_logs);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -79,7 +135,16 @@ fn serve(path: PathBuf, json_logs: bool) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let address = config.listen.address.clone();
         let admin_address = config.admin.address.clone();
-        let shared = Shared::new(config).context("cannot set up TLS for listen.tls")?;
+        let journal = if config.mirror.enabled {
+            let dir = &config.mirror.journal_dir;
+            Some(
+                Journal::open(dir)
+                    .with_context(|| format!("cannot open the journal in {}", dir.display()))?,
+            )
+        } else {
+            None
+        };
+        let shared = Shared::new(config, journal).context("cannot set up TLS for listen.tls")?;
         let listener = TcpListener::bind(&address)
             .await
             .with_context(|| format!("cannot listen on {address}"))?;
@@ -87,14 +152,21 @@ fn serve(path: PathBuf, json_logs: bool) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {admin_address} (admin.address)"))?;
         tokio::spawn(admin::serve(shared.clone(), admin_listener));
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .context("cannot install the SIGTERM handler")?;
         tokio::select! {
-            () = listener::serve(shared, listener) => Ok(()),
+            () = listener::serve(shared.clone(), listener) => {}
             r = tokio::signal::ctrl_c() => {
                 r.context("cannot wait for Ctrl-C")?;
                 tracing::info!("interrupted; shutting down");
-                Ok(())
             }
+            _ = terminate.recv() => tracing::info!("SIGTERM; shutting down"),
         }
+        if let Some(journal) = &shared.journal {
+            journal.sync().context("cannot sync the journal")?;
+        }
+        Ok(())
     })
 }
 
@@ -102,7 +174,9 @@ fn init_logging(config: &Config, json_logs: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(config.logging.level.clone()));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json_logs || config.logging.format == LogFormat::Json {
         builder.json().init();
     } else {

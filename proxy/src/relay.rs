@@ -12,6 +12,7 @@ use switchyard_protocol::frame::{frame_len, FrameError, FrameScan};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::stream::{ReadHalf, WriteHalf};
+use crate::track::Tracker;
 
 /// Bytes asked for per read when no partial frame says how much more is coming.
 const READ_CHUNK: usize = 8 * 1024;
@@ -79,6 +80,7 @@ pub async fn client_to_server(
     server: &mut WriteHalf,
     max: usize,
     flow: &Flow,
+    tracker: Option<&Tracker>,
 ) -> ClientEnd {
     loop {
         // Whatever is left in `buf` is an incomplete frame: read the rest.
@@ -110,7 +112,11 @@ pub async fn client_to_server(
             flow.in_flight.fetch_add(requests, Ordering::Relaxed);
         }
         if consumed > 0 {
-            let chunk = buf.split_to(consumed);
+            let chunk = buf.split_to(consumed).freeze();
+            if let Some(tracker) = tracker {
+                // Registered before the primary can answer, so answers find their unit.
+                tracker.on_client_chunk(&chunk, max);
+            }
             if let Err(e) = write(server, &chunk).await {
                 return ClientEnd::ServerWrite(e);
             }
@@ -131,6 +137,7 @@ pub async fn server_to_client(
     client: &mut WriteHalf,
     max: usize,
     flow: &Flow,
+    tracker: Option<&Tracker>,
 ) -> ServerEnd {
     loop {
         // Whatever is left in `buf` is an incomplete frame: read the rest.
@@ -144,11 +151,16 @@ pub async fn server_to_client(
         }
         let mut scan = FrameScan::new(buf, max);
         for (tag, frame) in scan.by_ref() {
+            if let Some(tracker) = tracker {
+                tracker.on_server_frame(tag, frame);
+            }
             match tag {
                 b'Z' => {
-                    let _ = flow.in_flight.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                        n.checked_sub(1)
-                    });
+                    let _ =
+                        flow.in_flight
+                            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                                n.checked_sub(1)
+                            });
                     if let Some(&status) = frame.get(5) {
                         flow.tx_status.store(status, Ordering::Relaxed);
                     }

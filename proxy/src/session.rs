@@ -18,11 +18,13 @@ use tracing::{debug, info, warn, Instrument};
 
 use crate::auth;
 use crate::cancel::CancelTarget;
+use crate::mirror::{self, SessionInfo};
 use crate::relay::{self, ClientEnd, Flow, ServerEnd};
 use crate::sqlstate;
 use crate::startup::{self, Hello};
 use crate::state::Shared;
 use crate::stream::{Stream, WriteHalf};
+use crate::track::Tracker;
 use crate::upstream::{self, Login, UpstreamError};
 
 /// Serves one accepted TCP connection until it closes. `permit` is the client slot; a
@@ -39,7 +41,8 @@ pub async fn run(
 
     let id = shared.next_session_id();
     let opened = tokio::time::timeout(startup_timeout, async {
-        let hello = match startup::accept(tcp, config.listen.tls.clone(), acceptor.as_deref()).await {
+        let hello = match startup::accept(tcp, config.listen.tls.clone(), acceptor.as_deref()).await
+        {
             Ok(h) => h,
             Err(failure) if failure.reply.is_none() => {
                 // Port probes and clients that give up: nothing to answer, little to say.
@@ -77,8 +80,14 @@ pub async fn run(
         }
         let user_name = startup.user().to_owned();
         let user = config.user(&user_name);
-        if let Err(failure) =
-            auth::authenticate(&mut stream, &mut pending, &user_name, user, &shared.verifiers).await
+        if let Err(failure) = auth::authenticate(
+            &mut stream,
+            &mut pending,
+            &user_name,
+            user,
+            &shared.verifiers,
+        )
+        .await
         {
             info!(%peer, user = %user_name, reason = %failure.log, "authentication failed");
             close_with(&mut stream, &failure.reply).await;
@@ -155,7 +164,8 @@ async fn serve(
         }
         Err(e) => {
             warn!(error = %e, "cannot open the session on its primary");
-            let reply = backend::error_response("FATAL", sqlstate::CONNECTION_FAILURE, &e.to_string());
+            let reply =
+                backend::error_response("FATAL", sqlstate::CONNECTION_FAILURE, &e.to_string());
             close_with(&mut client, &reply).await;
             return;
         }
@@ -187,6 +197,7 @@ async fn serve(
     }
     info!(backend_pid = conn.backend_pid, "session started");
 
+    let tracker = mirror_tracker(&shared, &config, &startup, &primary, &login, id_of(&cancel));
     let max = config.limits.max_message_bytes;
     let flow = Flow::default();
     let (mut client_r, mut client_w) = client.split();
@@ -195,8 +206,8 @@ async fn serve(
     let mut server_buf = conn.leftover;
 
     let end = tokio::select! {
-        end = relay::client_to_server(&mut client_r, &mut client_buf, &mut server_w, max, &flow) => Ok(end),
-        end = relay::server_to_client(&mut server_r, &mut server_buf, &mut client_w, max, &flow) => Err(end),
+        end = relay::client_to_server(&mut client_r, &mut client_buf, &mut server_w, max, &flow, tracker.as_ref()) => Ok(end),
+        end = relay::server_to_client(&mut server_r, &mut server_buf, &mut client_w, max, &flow, tracker.as_ref()) => Err(end),
     };
 
     let in_flight = flow.in_flight.load(Ordering::Relaxed) > 0;
@@ -236,6 +247,52 @@ async fn serve(
         }
     }
     info!("session ended");
+}
+
+fn id_of(cancel: &crate::cancel::CancelHandle) -> u64 {
+    // The session id is only for logs and the journal; the client key is unique per live
+    // session and readable in both.
+    let (pid, secret) = cancel.key();
+    ((pid as u32 as u64) << 32) | secret as u32 as u64
+}
+
+/// The session's mirror: a tracker feeding a secondary worker, when `mirror.enabled` and
+/// this is not a replication connection (those are never mirrored).
+fn mirror_tracker(
+    shared: &Arc<Shared>,
+    config: &Config,
+    startup: &StartupMessage,
+    primary: &str,
+    login: &Login<'_>,
+    session: u64,
+) -> Option<Tracker> {
+    if !config.mirror.enabled || startup.get("replication").is_some() {
+        return None;
+    }
+    let secondary = config.upstream(config.other_upstream(primary))?.clone();
+    let user_entry = config.user(startup.user());
+    let client_password = user_entry.and_then(|u| match &u.secret {
+        Some(UserSecret::Password(p)) => Some(p.clone()),
+        _ => None,
+    });
+    let info = SessionInfo {
+        id: session,
+        user: secondary
+            .user
+            .clone()
+            .unwrap_or_else(|| startup.user().to_owned()),
+        password: secondary.password.clone().or(client_password),
+        database: login.database.to_owned(),
+        params: startup
+            .params
+            .iter()
+            .filter(|(k, _)| k != "user" && k != "database")
+            .cloned()
+            .collect(),
+        secondary,
+    };
+    let link = mirror::spawn(shared.clone(), info);
+    Some(Tracker::new(shared.classifier.clone(), link))
 }
 
 /// Tells the client its server connection is gone, unless the server already said so

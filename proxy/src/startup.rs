@@ -203,12 +203,9 @@ async fn read_packet(
 }
 
 async fn write_byte(stream: &mut Stream, byte: u8) -> Result<(), StartupFailure> {
-    stream
-        .write_all(&[byte])
-        .await
-        .map_err(|e| StartupFailure {
-            reason: format!("write error during startup: {e}"),
-            stream: None,
-            reply: None,
-        })
+    stream.write_all(&[byte]).await.map_err(|e| StartupFailure {
+        reason: format!("write error during startup: {e}"),
+        stream: None,
+        reply: None,
+    })
 }

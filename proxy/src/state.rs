@@ -10,6 +10,10 @@ use tokio::sync::Semaphore;
 
 use crate::auth::VerifierCache;
 use crate::cancel::CancelRegistry;
+use crate::classify::Classifier;
+use crate::divergence::{Divergences, NonDeterministic};
+use crate::journal::Journal;
+use crate::mirror::MirrorStats;
 use crate::tls::{self, TlsError};
 
 pub struct Shared {
@@ -18,16 +22,41 @@ pub struct Shared {
     pub cancels: Arc<CancelRegistry>,
     /// SCRAM verifiers derived from configured plain passwords.
     pub verifiers: VerifierCache,
+    /// Statement classification, shared by all sessions (it caches by text).
+    pub classifier: Arc<Classifier>,
+    /// The mirror's journal, when `mirror.enabled`.
+    pub journal: Option<Arc<Journal>>,
+    /// The global order of mirrored units (the primary's acknowledgement order).
+    pub mirror_seq: Arc<AtomicU64>,
+    pub mirror_stats: MirrorStats,
+    pub divergences: Divergences,
+    pub nondeterministic: NonDeterministic,
     /// One permit per client session allowed by `limits.max_clients`.
     pub client_slots: Arc<Semaphore>,
     next_session_id: AtomicU64,
 }
 
 impl Shared {
-    pub fn new(config: Config) -> Result<Arc<Self>, TlsError> {
+    pub fn new(config: Config, journal: Option<Arc<Journal>>) -> Result<Arc<Self>, TlsError> {
         let acceptor = build_acceptor(&config)?;
         let slots = config.limits.max_clients;
+        let classifier = Arc::new(Classifier::new(
+            CLASSIFIER_CACHE,
+            config.mirror.read_only_functions.clone(),
+        ));
+        let seq_start = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(1);
         Ok(Arc::new(Self {
+            classifier,
+            journal,
+            // Microseconds since the epoch at start: later runs continue the order of the
+            // journal left by earlier ones.
+            mirror_seq: Arc::new(AtomicU64::new(seq_start)),
+            mirror_stats: MirrorStats::default(),
+            divergences: Divergences::default(),
+            nondeterministic: NonDeterministic::default(),
             config: ArcSwap::from_pointee(config),
             tls: ArcSwapOption::from(acceptor.map(Arc::new)),
             cancels: Arc::new(CancelRegistry::default()),
@@ -42,9 +71,16 @@ impl Shared {
     }
 }
 
+/// Distinct statement texts whose classification is cached.
+const CLASSIFIER_CACHE: usize = 10_000;
+
 /// The client TLS acceptor for `listen.tls`, or `None` when TLS is disabled.
 pub fn build_acceptor(config: &Config) -> Result<Option<tokio_rustls::TlsAcceptor>, TlsError> {
-    match (&config.listen.tls, &config.listen.tls_cert, &config.listen.tls_key) {
+    match (
+        &config.listen.tls,
+        &config.listen.tls_cert,
+        &config.listen.tls_key,
+    ) {
         (ListenTls::Disable, _, _) => Ok(None),
         (_, Some(cert), Some(key)) => tls::acceptor(cert, key).map(Some),
         // Validation guarantees the files are named when TLS is on.

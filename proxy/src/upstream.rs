@@ -325,7 +325,11 @@ async fn negotiate_tls(up: &Upstream, mut tcp: TcpStream) -> Result<Stream, Upst
     match answer[0] {
         b'S' => {}
         b'N' if up.tls == UpstreamTls::Prefer => return Ok(Stream::Plain(tcp)),
-        b'N' => return Err(UpstreamError::TlsRefused { name: up.name.clone() }),
+        b'N' => {
+            return Err(UpstreamError::TlsRefused {
+                name: up.name.clone(),
+            })
+        }
         other => {
             return Err(UpstreamError::Protocol {
                 name: up.name.clone(),

@@ -7,7 +7,12 @@
 
 # Prints a step heading.
 sy_step() {
-    printf '\n\033[1m==> %s\033[0m\n' "$*"
+    if [ -t 1 ]; then
+        printf '\n\033[1m==> %s\033[0m\n' "$*"
+    else
+        printf '\n==> %s\n' "$*"
+    fi
+    return 0
 }
 
 # Prints an error and exits.

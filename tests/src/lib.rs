@@ -18,6 +18,7 @@
 pub mod child;
 pub mod client;
 pub mod env;
+pub mod http;
 pub mod pg;
 pub mod port;
 pub mod proxy;

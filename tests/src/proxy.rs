@@ -16,7 +16,7 @@
 use std::fs::{self, File};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,8 @@ use tempfile::TempDir;
 
 use crate::child::spawn_tied;
 use crate::client;
+/// Re-exported here because tests that start switchyard pick its ports with it.
+pub use crate::port::free_port;
 
 /// How long switchyard may take to listen.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -180,6 +182,19 @@ impl Switchyard {
             .unwrap_or_else(|e| panic!("send {signal} to switchyard ({pid}): {e}"));
     }
 
+    /// Runs `switchyard ctl ARGS… --admin <this process's admin URL>` (e.g. `["canary", "10"]`)
+    /// and returns its output; the caller checks the status.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(switchyard_bin())
+            .arg("ctl")
+            .args(args)
+            .arg("--admin")
+            .arg(self.admin_url())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("run switchyard ctl {args:?}: {e}"))
+    }
+
     /// A libpq key=value connection string to switchyard's listen port.
     pub fn connstr(&self, user: &str, password: &str, dbname: &str) -> String {
         client::connstr("127.0.0.1", self.port(), user, password, dbname)
@@ -191,7 +206,7 @@ impl Switchyard {
     }
 
     /// Whether the process has exited (without reaping it for good: `stop` still works).
-    pub fn has_exited(&mut self) -> Option<ExitStatus> {
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
         self.child
             .as_mut()
             .and_then(|child| child.try_wait().expect("poll switchyard"))
@@ -201,7 +216,7 @@ impl Switchyard {
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(status) = self.has_exited() {
+            if let Some(status) = self.try_wait() {
                 return Some(status);
             }
             if Instant::now() >= deadline {
@@ -214,7 +229,7 @@ impl Switchyard {
     /// Graceful shutdown: SIGTERM, then SIGKILL if the process is still there after 10 s.
     /// Returns the exit status.
     pub fn stop(&mut self) -> ExitStatus {
-        if self.has_exited().is_none() {
+        if self.try_wait().is_none() {
             self.signal(Signal::SIGTERM);
         }
         if let Some(status) = self.wait_exit(Duration::from_secs(10)) {
@@ -238,7 +253,7 @@ impl Switchyard {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         let mut pending: Vec<SocketAddr> = std::iter::once(self.listen).chain(self.admin).collect();
         loop {
-            if let Some(status) = self.has_exited() {
+            if let Some(status) = self.try_wait() {
                 return Err(format!("the process exited ({status})"));
             }
             pending.retain(|address| {

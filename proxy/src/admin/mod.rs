@@ -28,6 +28,7 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener) {
     });
     let app = Router::new()
         .route("/status", get(status))
+        .route("/divergences", get(divergences))
         .with_state(state);
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "admin API stopped");
@@ -46,5 +47,14 @@ async fn status(State(state): State<Arc<AdminState>>) -> Json<serde_json::Value>
             "canary_percent": config.routing.canary_percent,
         },
         "sessions": max.saturating_sub(free),
+    }))
+}
+
+async fn divergences(State(state): State<Arc<AdminState>>) -> Json<serde_json::Value> {
+    let d = &state.shared.divergences;
+    Json(json!({
+        "total": d.total(),
+        "by_fingerprint": d.by_fingerprint(),
+        "recent": d.recent(),
     }))
 }

@@ -1,0 +1,941 @@
+//! The secondary worker: one task per mirrored session that owns the session's connection
+//! to its secondary and replays the session's units there, in the session's order, after
+//! the primary has answered them. The client never waits for it: the session hands work
+//! over through [`MirrorLink`] and goes on.
+//!
+//! What cannot be applied live goes to the journal, in order, never silently dropped:
+//! - the secondary cannot be reached at session start, or its connection breaks: the
+//!   transaction open on the secondary (rolled back there by the break) and everything
+//!   after it are journaled;
+//! - the secondary falls behind by more than `mirror.queue_capacity` units (slow, or
+//!   stalled): the worker stops mirroring live. The unit in flight is left to finish in the
+//!   background; if it leaves a transaction open, that transaction is journaled too, so
+//!   the secondary's copy of it is rolled back rather than half-applied.
+//!
+//! Journal entries carry the global acknowledgement order (`seq`), so replay applies them
+//! in the order the primary committed them, whatever order they were appended in. Before
+//! the first journaled unit of a session, its session state (SET, PREPARE, named
+//! statements) is journaled as a prelude so the units can run on a fresh connection.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use switchyard_config::Upstream;
+use switchyard_protocol::backend::{command_tag, rows_from_tag, ErrorFields};
+use switchyard_protocol::frame::split_frame;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, Notify};
+use tracing::{debug, info, warn};
+
+use crate::divergence::Divergence;
+use crate::journal::{EntryKind, JournalEntry};
+use crate::state::Shared;
+use crate::stream::Stream;
+use crate::upstream::{self, Login};
+
+/// How long units left in flight on a stalled secondary may take before they are given
+/// up (and journaled: they may then be applied twice if the secondary was only slow).
+const IN_FLIGHT_GRACE: Duration = Duration::from_secs(600);
+/// Units written to the secondary in one pipelined batch, at most.
+const MAX_BATCH: usize = 256;
+const MAX_BATCH_BYTES: usize = 1 << 20;
+
+/// How a unit ended on one side.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Outcome {
+    /// CommandComplete tags, in order.
+    pub tags: Vec<String>,
+    /// SQLSTATE of the ErrorResponse, if the unit failed.
+    pub error: Option<String>,
+}
+
+impl Outcome {
+    /// Whether `other` is the same outcome: both ok or both failed, and the same row
+    /// counts statement by statement.
+    pub fn agrees_with(&self, other: &Outcome) -> bool {
+        if self.error.is_some() != other.error.is_some() {
+            return false;
+        }
+        if self.error.is_some() {
+            return true;
+        }
+        self.tags.len() == other.tags.len()
+            && self
+                .tags
+                .iter()
+                .zip(&other.tags)
+                .all(|(a, b)| rows_from_tag(a) == rows_from_tag(b))
+    }
+}
+
+/// A unit the secondary must replay, as decided by the session's tracker.
+pub struct UnitWork {
+    pub frames: Vec<Bytes>,
+    /// The frames that re-create the session state this unit established (SET, PREPARE,
+    /// named Parse), for the journal's prelude.
+    pub prelude: Option<Vec<Bytes>>,
+    pub expect: Outcome,
+    pub txn: Option<u64>,
+    pub summary: String,
+    pub fingerprint: String,
+    /// Volatile functions the unit's writes call (now(), random(), nextval(), ...).
+    pub volatile: Vec<String>,
+}
+
+enum Item {
+    Unit {
+        seq: u64,
+        work: UnitWork,
+    },
+    CopyStart {
+        seq: u64,
+        frames: Vec<Bytes>,
+        summary: String,
+    },
+    CopyData(Bytes),
+    CopyEnd {
+        outcome: Outcome,
+        txn: Option<u64>,
+    },
+    /// Answered once everything queued before it has been handled.
+    Drain(tokio::sync::oneshot::Sender<()>),
+}
+
+struct Control {
+    depth: AtomicUsize,
+    capacity: usize,
+    /// Bytes of COPY data queued: bounded by [`COPY_QUEUE_MAX`] rather than counted as units.
+    copy_bytes: AtomicUsize,
+    overflow: Notify,
+    journaling: AtomicBool,
+}
+
+impl Control {
+    /// Resolves once the session's queue is deeper than its capacity. (A notification
+    /// alone is not proof: it may be stale, from an overflow that has since drained.)
+    async fn overflowed(&self) {
+        loop {
+            if self.depth.load(Ordering::Relaxed) > self.capacity
+                || self.copy_bytes.load(Ordering::Relaxed) > self.capacity * COPY_BYTES_PER_UNIT
+            {
+                return;
+            }
+            self.overflow.notified().await;
+        }
+    }
+}
+
+/// The session's end of its worker's queue.
+#[derive(Clone)]
+pub struct MirrorLink {
+    tx: mpsc::UnboundedSender<Item>,
+    control: Arc<Control>,
+    capacity: usize,
+    seq: Arc<AtomicU64>,
+}
+
+impl MirrorLink {
+    fn send(&self, item: Item) {
+        let depth = self.control.depth.fetch_add(1, Ordering::Relaxed) + 1;
+        if depth > self.capacity && !self.control.journaling.load(Ordering::Relaxed) {
+            self.control.overflow.notify_one();
+        }
+        // The worker outlives the session's sends: it exits only once the queue is closed.
+        let _ = self.tx.send(item);
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn unit(&self, work: UnitWork) {
+        let seq = self.next_seq();
+        self.send(Item::Unit { seq, work });
+    }
+
+    pub fn copy_start(&self, frames: Vec<Bytes>, summary: String) {
+        let seq = self.next_seq();
+        self.send(Item::CopyStart {
+            seq,
+            frames,
+            summary,
+        });
+    }
+
+    pub fn copy_data(&self, frames: Bytes) {
+        // COPY data is bounded by bytes, not by the unit count.
+        let bytes = self
+            .control
+            .copy_bytes
+            .fetch_add(frames.len(), Ordering::Relaxed)
+            + frames.len();
+        if bytes > self.capacity * COPY_BYTES_PER_UNIT
+            && !self.control.journaling.load(Ordering::Relaxed)
+        {
+            self.control.overflow.notify_one();
+        }
+        let _ = self.tx.send(Item::CopyData(frames));
+    }
+
+    pub fn copy_end(&self, outcome: Outcome, txn: Option<u64>) {
+        self.send(Item::CopyEnd { outcome, txn });
+    }
+
+    /// Waits until everything queued so far has been applied or journaled.
+    pub async fn drained(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(Item::Drain(tx));
+        let _ = rx.await;
+    }
+
+    /// Units queued and not yet handled.
+    pub fn depth(&self) -> usize {
+        self.control.depth.load(Ordering::Relaxed)
+    }
+
+    /// The session's writes now go to the journal instead of the secondary.
+    pub fn journaling(&self) -> bool {
+        self.control.journaling.load(Ordering::Relaxed)
+    }
+}
+
+/// Who the worker is mirroring for.
+pub struct SessionInfo {
+    pub id: u64,
+    pub secondary: Upstream,
+    pub user: String,
+    pub password: Option<String>,
+    pub database: String,
+    pub params: Vec<(String, String)>,
+}
+
+/// Starts the worker for a session and returns the session's end of it.
+pub fn spawn(shared: Arc<Shared>, info: SessionInfo) -> MirrorLink {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let capacity = shared.config.load().mirror.queue_capacity;
+    let control = Arc::new(Control {
+        depth: AtomicUsize::new(0),
+        capacity,
+        copy_bytes: AtomicUsize::new(0),
+        overflow: Notify::new(),
+        journaling: AtomicBool::new(false),
+    });
+    let link = MirrorLink {
+        tx,
+        control: control.clone(),
+        capacity,
+        seq: shared.mirror_seq.clone(),
+    };
+    let worker = Worker {
+        shared,
+        info,
+        control,
+        rx,
+        conn: None,
+        open_tx: Vec::new(),
+        prelude: Vec::new(),
+        prelude_journaled: false,
+        copy: None,
+    };
+    tokio::spawn(worker.run());
+    link
+}
+
+/// A unit applied on the secondary inside a transaction that is still open there.
+struct Applied {
+    seq: u64,
+    frames: Vec<Bytes>,
+    tags: Vec<String>,
+    txn: Option<u64>,
+    summary: String,
+}
+
+struct Conn {
+    stream: Stream,
+    buf: BytesMut,
+}
+
+/// The COPY being streamed: where it stands on the secondary.
+struct CopyState {
+    seq: u64,
+    summary: String,
+    /// The secondary refused the COPY (its error), so data is not sent.
+    refused: Option<String>,
+    /// Started with the extended protocol: CopyDone must be followed by a Sync (the one
+    /// sent before the data is ignored by PostgreSQL during COPY-in).
+    extended: bool,
+    /// The COPY is being journaled instead: all its frames so far.
+    journal_frames: Option<Vec<Bytes>>,
+    /// Everything streamed so far, kept (up to [`COPY_RETAIN_MAX`] bytes) so that the
+    /// COPY can still be journaled whole if the secondary fails before it completes.
+    retained: Option<(Vec<Bytes>, usize)>,
+}
+
+/// COPY data a session may have queued for its secondary before it falls back to the
+/// journal, per unit of `mirror.queue_capacity` (64 MiB with the default 1000).
+const COPY_BYTES_PER_UNIT: usize = 64 << 10;
+
+/// How much of a streaming COPY is kept in memory for the journal, per session. A COPY
+/// larger than this that loses its secondary midway is reported as lost to the mirror.
+const COPY_RETAIN_MAX: usize = 64 << 20;
+
+impl CopyState {
+    fn retain(&mut self, frame: &Bytes) {
+        if let Some((frames, bytes)) = self.retained.as_mut() {
+            *bytes += frame.len();
+            if *bytes > COPY_RETAIN_MAX {
+                self.retained = None;
+            } else {
+                frames.push(frame.clone());
+            }
+        }
+    }
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    info: SessionInfo,
+    control: Arc<Control>,
+    rx: mpsc::UnboundedReceiver<Item>,
+    conn: Option<Conn>,
+    open_tx: Vec<Applied>,
+    prelude: Vec<(u64, Vec<Bytes>, String)>,
+    prelude_journaled: bool,
+    copy: Option<CopyState>,
+}
+
+struct SecondaryResult {
+    outcome: Outcome,
+    status: u8,
+}
+
+impl Worker {
+    async fn run(mut self) {
+        let login = Login {
+            user: &self.info.user,
+            password: self.info.password.as_deref(),
+            params: &self.info.params,
+            database: &self.info.database,
+        };
+        match upstream::connect(&self.info.secondary, &login).await {
+            Ok(c) => {
+                self.conn = Some(Conn {
+                    stream: c.stream,
+                    buf: c.leftover,
+                })
+            }
+            Err(e) => self.start_journaling(&format!("cannot connect to the secondary: {e}")),
+        }
+        let mut next: Option<Item> = None;
+        loop {
+            let item = match next.take() {
+                Some(item) => item,
+                None => match self.rx.recv().await {
+                    Some(item) => self.dequeued(item),
+                    None => break,
+                },
+            };
+            let Item::Unit { seq, work } = item else {
+                self.handle(item).await;
+                continue;
+            };
+            // Pipeline: everything already queued goes to the secondary in one write, and
+            // the answers are read in order, so the secondary's latency is paid once per
+            // batch rather than once per unit.
+            let mut batch = vec![(seq, work)];
+            let mut bytes = 0;
+            while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+                match self.rx.try_recv() {
+                    Ok(item) => match self.dequeued(item) {
+                        Item::Unit { seq, work } => {
+                            bytes += work.frames.iter().map(Bytes::len).sum::<usize>();
+                            batch.push((seq, work));
+                        }
+                        other => {
+                            next = Some(other);
+                            break;
+                        }
+                    },
+                    Err(_) => break,
+                }
+            }
+            self.units(batch).await;
+        }
+        if let Some(mut conn) = self.conn.take() {
+            let _ = conn.stream.write_all(&[b'X', 0, 0, 0, 4]).await;
+        }
+        debug!(session = self.info.id, "mirror worker finished");
+    }
+
+    fn journaling(&self) -> bool {
+        self.control.journaling.load(Ordering::Relaxed)
+    }
+
+    fn start_journaling(&mut self, reason: &str) {
+        if !self.control.journaling.swap(true, Ordering::Relaxed) {
+            warn!(session = self.info.id, secondary = %self.info.secondary.name, reason, "mirror falls back to the journal");
+            self.shared
+                .mirror_stats
+                .journal_switches
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    async fn handle(&mut self, item: Item) {
+        match item {
+            Item::Drain(done) => {
+                let _ = done.send(());
+            }
+            Item::Unit { seq, work } => self.units(vec![(seq, work)]).await,
+            Item::CopyStart {
+                seq,
+                frames,
+                summary,
+            } => self.copy_start(seq, frames, summary).await,
+            Item::CopyData(frame) => self.copy_data(frame).await,
+            Item::CopyEnd { outcome, txn } => self.copy_end(outcome, txn).await,
+        }
+    }
+
+    fn note_volatile(&self, work: &UnitWork) {
+        if work.volatile.is_empty() || work.expect.error.is_some() {
+            return;
+        }
+        let first = self
+            .shared
+            .nondeterministic
+            .record(&work.fingerprint, &work.volatile);
+        if first {
+            info!(
+                fingerprint = %work.fingerprint,
+                statement = %work.summary,
+                functions = %work.volatile.join(", "),
+                "non-deterministic write: its result can differ on the two databases"
+            );
+        }
+    }
+
+    fn dequeued(&self, item: Item) -> Item {
+        match &item {
+            Item::CopyData(data) => {
+                self.control
+                    .copy_bytes
+                    .fetch_sub(data.len(), Ordering::Relaxed);
+            }
+            _ => {
+                self.control.depth.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        item
+    }
+
+    /// Applies a batch of units on the secondary (pipelined), or journals them.
+    async fn units(&mut self, batch: Vec<(u64, UnitWork)>) {
+        for (_, work) in &batch {
+            self.note_volatile(work);
+        }
+        let Some(mut conn) = self.conn.take().filter(|_| !self.journaling()) else {
+            for (seq, w) in batch {
+                self.journal_unit(seq, &w.frames, &w.expect.tags, w.txn, &w.summary);
+            }
+            return;
+        };
+        let mut outbox: VecDeque<Bytes> = batch
+            .iter()
+            .flat_map(|(_, w)| w.frames.iter().cloned())
+            .collect();
+        let mut results: Vec<SecondaryResult> = Vec::with_capacity(batch.len());
+        let control = self.control.clone();
+        let step = {
+            let work = async {
+                write_outbox(&mut conn.stream, &mut outbox).await?;
+                while results.len() < batch.len() {
+                    results.push(read_result(&mut conn).await?);
+                }
+                Ok::<(), std::io::Error>(())
+            };
+            tokio::pin!(work);
+            tokio::select! {
+                r = &mut work => match r {
+                    Ok(()) => None,
+                    Err(e) => Some(Err(e)),
+                },
+                () = control.overflowed() => Some(Ok(())),
+            }
+        };
+        let answered = results.len();
+        let mut rest = Vec::new();
+        for (i, (seq, work)) in batch.into_iter().enumerate() {
+            if i < answered {
+                let result = results.remove(0);
+                self.applied(seq, work, result);
+            } else {
+                rest.push(Applied {
+                    seq,
+                    frames: work.frames,
+                    tags: work.expect.tags,
+                    txn: work.txn,
+                    summary: work.summary,
+                });
+            }
+        }
+        match step {
+            None => self.conn = Some(conn),
+            Some(Err(e)) => {
+                self.lost_secondary(&format!("connection to the secondary failed: {e}"));
+                for a in rest {
+                    self.journal_unit(a.seq, &a.frames, &a.tags, a.txn, &a.summary);
+                }
+            }
+            Some(Ok(())) => self.overflowed(conn, outbox, rest),
+        }
+    }
+
+    fn applied(&mut self, seq: u64, work: UnitWork, result: SecondaryResult) {
+        self.shared
+            .mirror_stats
+            .applied
+            .fetch_add(1, Ordering::Relaxed);
+        if !work.expect.agrees_with(&result.outcome) {
+            self.shared.divergences.record(Divergence::new(
+                self.info.id,
+                &self.info.secondary.name,
+                &work.fingerprint,
+                &work.summary,
+                work.expect.clone(),
+                result.outcome.clone(),
+            ));
+        }
+        if let Some(p) = work.prelude {
+            if self.prelude.len() < 1000 {
+                self.prelude.push((seq, p, work.summary.clone()));
+            }
+        }
+        if result.status == b'I' {
+            self.open_tx.clear();
+        } else {
+            self.open_tx.push(Applied {
+                seq,
+                frames: work.frames,
+                tags: work.expect.tags,
+                txn: work.txn,
+                summary: work.summary,
+            });
+        }
+    }
+
+    /// The connection broke: what the secondary had of the open transaction is gone
+    /// with it, so that goes to the journal first.
+    fn lost_secondary(&mut self, reason: &str) {
+        self.conn = None;
+        self.start_journaling(reason);
+        for a in std::mem::take(&mut self.open_tx) {
+            self.journal_unit(a.seq, &a.frames, &a.tags, a.txn, &a.summary);
+        }
+    }
+
+    /// The session's queue overflowed while `frames` was in flight on `conn`. Mirroring
+    /// stops; the unit in flight finishes in the background, and if it leaves a
+    /// transaction open on the secondary, that transaction is journaled (and rolled back
+    /// there when the connection closes).
+    /// The session's queue overflowed while `in_flight` units were on their way to (or
+    /// being answered by) the secondary. Mirroring stops; the units in flight are finished
+    /// in the background (the rest of their bytes written, their answers read). Whatever
+    /// they leave uncommitted on the secondary (the open transaction, or units that never
+    /// got an answer) is journaled; the connection is then closed, which rolls the open
+    /// transaction back there.
+    fn overflowed(&mut self, mut conn: Conn, mut outbox: VecDeque<Bytes>, in_flight: Vec<Applied>) {
+        self.start_journaling("the secondary fell behind by more than mirror.queue_capacity");
+        let mut open = std::mem::take(&mut self.open_tx);
+        let journal = self.entry_template();
+        self.journal_prelude();
+        let shared = self.shared.clone();
+        let session = self.info.id;
+        self.shared.mirror_stats.unsettled.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            let mut unanswered = in_flight.into_iter();
+            let settle = async {
+                write_outbox(&mut conn.stream, &mut outbox).await?;
+                for unit in unanswered.by_ref() {
+                    let result = read_result(&mut conn).await?;
+                    if result.status == b'I' {
+                        open.clear();
+                    } else {
+                        open.push(unit);
+                    }
+                }
+                Ok::<(), std::io::Error>(())
+            };
+            let settled = matches!(tokio::time::timeout(IN_FLIGHT_GRACE, settle).await, Ok(Ok(())));
+            for a in open.iter().chain(unanswered.as_slice()) {
+                journal.write(&shared, a.seq, &a.frames, &a.tags, a.txn, &a.summary, EntryKind::Unit);
+            }
+            let _ = conn.stream.write_all(&[b'X', 0, 0, 0, 4]).await;
+            shared.mirror_stats.unsettled.fetch_sub(1, Ordering::Relaxed);
+            debug!(session, settled, "the units in flight at overflow are settled");
+        });
+    }
+
+    fn entry_template(&self) -> EntryTemplate {
+        EntryTemplate {
+            session: self.info.id,
+            target: self.info.secondary.name.clone(),
+            database: self.info.database.clone(),
+            user: self.info.user.clone(),
+            params: self.info.params.clone(),
+        }
+    }
+
+    fn journal_prelude(&mut self) {
+        if self.prelude_journaled {
+            return;
+        }
+        self.prelude_journaled = true;
+        let t = self.entry_template();
+        for (seq, frames, summary) in std::mem::take(&mut self.prelude) {
+            t.write(
+                &self.shared,
+                seq,
+                &frames,
+                &[],
+                None,
+                &summary,
+                EntryKind::Prelude,
+            );
+        }
+    }
+
+    fn journal_unit(
+        &mut self,
+        seq: u64,
+        frames: &[Bytes],
+        tags: &[String],
+        txn: Option<u64>,
+        summary: &str,
+    ) {
+        self.journal_prelude();
+        self.entry_template().write(
+            &self.shared,
+            seq,
+            frames,
+            tags,
+            txn,
+            summary,
+            EntryKind::Unit,
+        );
+    }
+
+    async fn copy_start(&mut self, seq: u64, frames: Vec<Bytes>, summary: String) {
+        debug!(session = self.info.id, frames = frames.len(), tags = ?frames.iter().map(|f| f[0] as char).collect::<String>(), journaling = self.journaling(), "mirroring a COPY");
+        let mut state = CopyState {
+            seq,
+            summary,
+            refused: None,
+            extended: frames.first().is_some_and(|f| f[0] != b'Q'),
+            journal_frames: None,
+            retained: Some((frames.clone(), frames.iter().map(Bytes::len).sum())),
+        };
+        if self.journaling() {
+            state.journal_frames = Some(frames);
+            self.copy = Some(state);
+            return;
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            state.journal_frames = Some(frames);
+            self.copy = Some(state);
+            return;
+        };
+        let started = async {
+            for f in &frames {
+                conn.stream.write_all(f).await?;
+            }
+            conn.stream.flush().await?;
+            // Wait for CopyInResponse, or the secondary's refusal.
+            loop {
+                let (tag, frame) = read_frame(conn).await?;
+                match tag {
+                    b'G' => return Ok::<Option<String>, std::io::Error>(None),
+                    b'E' => {
+                        let code = error_code(&frame);
+                        // Read up to ReadyForQuery.
+                        loop {
+                            let (t, _) = read_frame(conn).await?;
+                            if t == b'Z' {
+                                return Ok(Some(code));
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        };
+        match started.await {
+            Ok(refused) => {
+                state.refused = refused;
+                self.copy = Some(state);
+            }
+            Err(e) => {
+                self.lost_secondary(&format!(
+                    "connection to the secondary failed during COPY: {e}"
+                ));
+                state.journal_frames = Some(frames);
+                self.copy = Some(state);
+            }
+        }
+    }
+
+    async fn copy_data(&mut self, frame: Bytes) {
+        let Some(mut state) = self.copy.take() else {
+            return;
+        };
+        if let Some(frames) = state.journal_frames.as_mut() {
+            frames.push(frame);
+        } else if state.refused.is_none() {
+            state.retain(&frame);
+            if let Some(mut conn) = self.conn.take() {
+                let control = self.control.clone();
+                let step = tokio::select! {
+                    r = conn.stream.write_all(&frame) => r.err().map(|e| e.to_string()),
+                    () = control.overflowed() => Some("the secondary fell behind by more than mirror.queue_capacity during COPY".to_owned()),
+                };
+                match step {
+                    None => self.conn = Some(conn),
+                    Some(reason) => {
+                        // Dropping the connection aborts the COPY on the secondary, which
+                        // rolls it back: it goes to the journal whole, if it was kept.
+                        drop(conn);
+                        self.lost_secondary(&reason);
+                        match state.retained.take() {
+                            Some((frames, _)) => state.journal_frames = Some(frames),
+                            None => {
+                                warn!(session = self.info.id, "a COPY larger than the retention limit lost its secondary midway; it is missing on the secondary and must be re-run there");
+                                self.shared
+                                    .mirror_stats
+                                    .copies_lost
+                                    .fetch_add(1, Ordering::Relaxed);
+                                state.refused = Some("08006".into());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.copy = Some(state);
+    }
+
+    async fn copy_end(&mut self, outcome: Outcome, txn: Option<u64>) {
+        debug!(session = self.info.id, ?outcome, copy = self.copy.is_some(), "COPY ends");
+        let Some(state) = self.copy.take() else {
+            return;
+        };
+        if let Some(mut frames) = state.journal_frames {
+            if outcome.error.is_none() {
+                // The Sync sent before the data is ignored during COPY-in; a replay counts
+                // one ReadyForQuery per Sync, so only the final one is kept.
+                frames.retain(|f| f[0] != b'S' && f[0] != b'H');
+                frames.push(Bytes::from_static(&[b'c', 0, 0, 0, 4]));
+                if state.extended {
+                    frames.push(Bytes::from_static(&[b'S', 0, 0, 0, 4]));
+                }
+                self.journal_unit(state.seq, &frames, &outcome.tags, txn, &state.summary);
+            }
+            return;
+        }
+        if let Some(code) = state.refused {
+            if outcome.error.is_none() {
+                self.record_divergence(
+                    &state.summary,
+                    outcome,
+                    Outcome {
+                        tags: vec![],
+                        error: Some(code),
+                    },
+                );
+            }
+            return;
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        let end: &[u8] = if outcome.error.is_none() {
+            &[b'c', 0, 0, 0, 4]
+        } else {
+            b"f\x00\x00\x00\x1bprimary rejected the COPY\x00"
+        };
+        let result = async {
+            conn.stream.write_all(end).await?;
+            if state.extended {
+                conn.stream.write_all(&[b'S', 0, 0, 0, 4]).await?;
+            }
+            conn.stream.flush().await?;
+            read_result(conn).await
+        }
+        .await;
+        match result {
+            Ok(r) => {
+                if outcome.error.is_none() && !outcome.agrees_with(&r.outcome) {
+                    self.record_divergence(&state.summary, outcome, r.outcome);
+                }
+                if r.status == b'I' {
+                    self.open_tx.clear();
+                }
+            }
+            Err(e) => self.lost_secondary(&format!(
+                "connection to the secondary failed after COPY: {e}"
+            )),
+        }
+    }
+
+    fn record_divergence(&self, summary: &str, primary: Outcome, secondary: Outcome) {
+        self.shared.divergences.record(Divergence::new(
+            self.info.id,
+            &self.info.secondary.name,
+            "",
+            summary,
+            primary,
+            secondary,
+        ));
+    }
+}
+
+/// Fields every journal entry of a session shares.
+#[derive(Clone)]
+struct EntryTemplate {
+    session: u64,
+    target: String,
+    database: String,
+    user: String,
+    params: Vec<(String, String)>,
+}
+
+impl EntryTemplate {
+    #[allow(clippy::too_many_arguments)]
+    fn write(
+        &self,
+        shared: &Shared,
+        seq: u64,
+        frames: &[Bytes],
+        tags: &[String],
+        txn: Option<u64>,
+        summary: &str,
+        kind: EntryKind,
+    ) {
+        let entry = JournalEntry {
+            seq,
+            session: self.session,
+            target: self.target.clone(),
+            database: self.database.clone(),
+            user: self.user.clone(),
+            params: self.params.clone(),
+            txn,
+            kind,
+            frames: frames.to_vec(),
+            primary_tags: tags.to_vec(),
+            summary: summary.to_owned(),
+            at_unix_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+        };
+        match shared.journal.as_ref().map(|j| j.append(&entry)) {
+            Some(Ok(())) => {
+                shared
+                    .mirror_stats
+                    .journaled
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Some(Err(e)) => {
+                // Nothing else can hold this write: shout.
+                tracing::error!(session = self.session, seq, error = %e, statement = %summary, "cannot append to the journal: this write is missing on the secondary");
+                shared.mirror_stats.lost.fetch_add(1, Ordering::Relaxed);
+            }
+            None => {
+                tracing::error!(session = self.session, seq, statement = %summary, "no journal is open: this write is missing on the secondary");
+                shared.mirror_stats.lost.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Upper bound on a message from the secondary (its result rows are read and dropped).
+const MAX_SECONDARY_MESSAGE: usize = 1 << 30;
+
+/// Writes the outbox, frame by frame; progress is kept in the outbox itself, so a write
+/// interrupted between two `write` calls can be resumed by whoever owns the outbox next.
+async fn write_outbox(stream: &mut Stream, outbox: &mut VecDeque<Bytes>) -> std::io::Result<()> {
+    use bytes::Buf;
+    while let Some(front) = outbox.front_mut() {
+        let n = stream.write(front).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        front.advance(n);
+        if front.is_empty() {
+            outbox.pop_front();
+        }
+    }
+    stream.flush().await
+}
+
+async fn read_frame(conn: &mut Conn) -> std::io::Result<(u8, Bytes)> {
+    loop {
+        match split_frame(&mut conn.buf, MAX_SECONDARY_MESSAGE) {
+            Ok(Some(f)) => return Ok((f.tag, f.bytes)),
+            Ok(None) => {
+                conn.buf.reserve(8192);
+                if conn.stream.read_buf(&mut conn.buf).await? == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+            }
+            Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+        }
+    }
+}
+
+fn error_code(frame: &[u8]) -> String {
+    ErrorFields::parse(&frame[5..])
+        .map(|e| e.code.to_owned())
+        .unwrap_or_else(|_| "XX000".to_owned())
+}
+
+/// Reads the secondary's answer to one unit, up to its ReadyForQuery.
+async fn read_result(conn: &mut Conn) -> std::io::Result<SecondaryResult> {
+    let mut outcome = Outcome::default();
+    loop {
+        let (tag, frame) = read_frame(conn).await?;
+        match tag {
+            b'C' => {
+                if let Ok(t) = command_tag(&frame[5..]) {
+                    outcome.tags.push(t.to_owned());
+                }
+            }
+            b'E' => {
+                if outcome.error.is_none() {
+                    outcome.error = Some(error_code(&frame));
+                }
+            }
+            b'Z' => {
+                return Ok(SecondaryResult {
+                    outcome,
+                    status: frame.get(5).copied().unwrap_or(b'I'),
+                })
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Counters of the mirror, for metrics and status.
+#[derive(Default)]
+pub struct MirrorStats {
+    pub applied: AtomicU64,
+    pub journaled: AtomicU64,
+    pub journal_switches: AtomicU64,
+    pub lost: AtomicU64,
+    pub copies_lost: AtomicU64,
+    /// Sessions whose units in flight at an overflow are still being settled.
+    pub unsettled: AtomicU64,
+}

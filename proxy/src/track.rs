@@ -1,0 +1,362 @@
+//! Pairs what a client sends with what its primary answers, one *unit* at a time: a simple
+//! Query, a FunctionCall, or an extended-protocol batch up to Sync, each ended by the
+//! primary's ReadyForQuery. When a unit completes, this decides what the secondary must
+//! replay so that both databases go through the same states:
+//!
+//! - a unit that changes data, transaction state or session state is mirrored once the
+//!   primary accepted it; reads are not (shadow reads sample them separately);
+//! - a unit the primary rejected is not mirrored, except for the named prepared statements
+//!   it created before the error (they outlive the failed transaction);
+//! - a COMMIT that the primary answered with ROLLBACK (the transaction had failed) is
+//!   mirrored as ROLLBACK, so the secondary discards the transaction too;
+//! - COPY FROM STDIN streams to the secondary as the data arrives, and is finished there
+//!   with CopyDone or CopyFail according to the primary's outcome.
+//!
+//! Both pumps of a session call in here, one per direction; the lock is never held across
+//! an await, and it is uncontended (both pumps run on the session's task).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use switchyard_protocol::backend::{command_tag, ErrorFields};
+use switchyard_protocol::frame::FrameScan;
+use switchyard_protocol::frontend::{Bind, Close, Execute, Parse, Query};
+
+use crate::classify::{Classification, Classifier, Kind, TxnControl};
+use crate::mirror::{MirrorLink, Outcome, UnitWork};
+
+/// One request cycle of the session, from its first message to the primary's ReadyForQuery.
+#[derive(Default)]
+struct Unit {
+    frames: Vec<Bytes>,
+    /// The client sent the message that ends the unit (Query, Sync, FunctionCall).
+    closed: bool,
+    /// Worth replaying on the secondary.
+    mirror: bool,
+    /// The unit commits (COMMIT / END / COMMIT PREPARED).
+    commits: bool,
+    /// Classifications of the statements it executes, for reports.
+    statements: Vec<Arc<Classification>>,
+    named_parses: Vec<usize>,
+    /// Responses.
+    tags: Vec<String>,
+    error: Option<String>,
+    parses_ok: usize,
+    /// COPY FROM STDIN data is being streamed to the secondary.
+    streaming: bool,
+}
+
+#[derive(Default)]
+struct Inner {
+    units: VecDeque<Unit>,
+    statements: HashMap<String, Arc<Classification>>,
+    portals: HashMap<String, Arc<Classification>>,
+    tx_status: u8,
+    txn_counter: u64,
+}
+
+/// The per-session tracker. See the module docs.
+pub struct Tracker {
+    inner: Mutex<Inner>,
+    classifier: Arc<Classifier>,
+    link: MirrorLink,
+}
+
+fn write_like(c: &Classification) -> bool {
+    c.kind != Kind::Read
+}
+
+impl Tracker {
+    pub fn new(classifier: Arc<Classifier>, link: MirrorLink) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                tx_status: b'I',
+                ..Inner::default()
+            }),
+            classifier,
+            link,
+        }
+    }
+
+    pub fn link(&self) -> &MirrorLink {
+        &self.link
+    }
+
+    /// A chunk of complete client frames on its way to the primary. Consecutive CopyData
+    /// frames of a streaming COPY are handed to the worker as one slice of the chunk.
+    pub fn on_client_chunk(&self, chunk: &Bytes, max: usize) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut offset = 0;
+        let mut run: Option<(usize, usize)> = None;
+        for (tag, frame) in FrameScan::new(chunk, max) {
+            let range = offset..offset + frame.len();
+            offset += frame.len();
+            let streaming = inner.units.back().is_some_and(|u| u.streaming);
+            if tag == b'd' && streaming {
+                run = Some(match run {
+                    Some((start, _)) => (start, range.end),
+                    None => (range.start, range.end),
+                });
+                continue;
+            }
+            if let Some((start, end)) = run.take() {
+                self.link.copy_data(chunk.slice(start..end));
+            }
+            self.on_client_frame(&mut inner, tag, chunk.slice(range));
+        }
+        if let Some((start, end)) = run {
+            self.link.copy_data(chunk.slice(start..end));
+        }
+    }
+
+    fn on_client_frame(&self, inner: &mut Inner, tag: u8, frame: Bytes) {
+        if matches!(tag, b'd' | b'c' | b'f') {
+            if let Some(unit) = inner.units.back_mut() {
+                // While streaming, CopyDone/CopyFail are decided by the primary's outcome
+                // at CopyEnd; before the primary accepted the COPY, data is kept.
+                if !unit.streaming && unit.mirror {
+                    unit.frames.push(frame);
+                }
+            }
+            return;
+        }
+        if matches!(tag, b'S' | b'H') && inner.units.back().is_some_and(|u| u.streaming) {
+            // PostgreSQL ignores Sync and Flush during COPY-in; the Sync a client sends after
+            // CopyDone is what ends the COPY's unit. The worker sends its own.
+            return;
+        }
+        if inner.units.back().is_none_or(|u| u.closed) {
+            inner.units.push_back(Unit::default());
+        }
+        let Some(unit) = inner.units.back_mut() else {
+            return;
+        };
+        let body = &frame[5..];
+        match tag {
+            b'Q' => {
+                let cls = match Query::parse(body) {
+                    Ok(q) => self.classifier.classify(q.sql),
+                    // Unreadable text (e.g. not UTF-8): when in doubt it is a write.
+                    Err(_) => self.classifier.classify("\u{0}unparseable"),
+                };
+                unit.mirror |= write_like(&cls);
+                unit.commits |= is_commit(&cls);
+                unit.statements.push(cls);
+                unit.closed = true;
+            }
+            b'P' => {
+                if let Ok(p) = Parse::parse(body) {
+                    let cls = self.classifier.classify(p.sql);
+                    if !p.statement.is_empty() {
+                        unit.mirror = true;
+                        unit.named_parses.push(unit.frames.len());
+                    }
+                    inner.statements.insert(p.statement.to_owned(), cls);
+                } else {
+                    unit.mirror = true;
+                }
+            }
+            b'B' => {
+                if let Ok(b) = Bind::parse(body) {
+                    if let Some(cls) = inner.statements.get(b.statement) {
+                        inner.portals.insert(b.portal.to_owned(), cls.clone());
+                    }
+                }
+            }
+            b'E' => match Execute::parse(body)
+                .ok()
+                .and_then(|e| inner.portals.get(e.portal))
+            {
+                Some(cls) => {
+                    unit.mirror |= write_like(cls);
+                    unit.commits |= is_commit(cls);
+                    unit.statements.push(cls.clone());
+                }
+                None => unit.mirror = true,
+            },
+            b'C' => {
+                unit.mirror = true;
+                if let Ok(c) = Close::parse(body) {
+                    if c.kind == b'S' {
+                        inner.statements.remove(c.name);
+                    } else {
+                        inner.portals.remove(c.name);
+                    }
+                }
+            }
+            b'S' => unit.closed = true,
+            b'F' => {
+                unit.mirror = true;
+                unit.closed = true;
+            }
+            _ => {}
+        }
+        unit.frames.push(frame);
+    }
+
+    /// A primary frame on its way to the client.
+    pub fn on_server_frame(&self, tag: u8, frame: &[u8]) {
+        if matches!(tag, b'A' | b'N' | b'S') {
+            return; // asynchronous: not part of any unit's answer
+        }
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let body = &frame[5..];
+        if tag == b'Z' {
+            let status = body.first().copied().unwrap_or(b'I');
+            let before = inner.tx_status;
+            if before == b'I' && status != b'I' {
+                inner.txn_counter += 1;
+            }
+            inner.tx_status = status;
+            let txn = (before != b'I' || status != b'I').then_some(inner.txn_counter);
+            if status == b'I' {
+                inner.portals.clear();
+            }
+            if let Some(unit) = inner.units.pop_front() {
+                drop(inner);
+                self.finish(unit, txn);
+            }
+            return;
+        }
+        let Some(unit) = inner.units.front_mut() else {
+            return;
+        };
+        match tag {
+            b'C' => {
+                if let Ok(t) = command_tag(body) {
+                    unit.tags.push(t.to_owned());
+                }
+            }
+            b'E' => {
+                unit.error = Some(
+                    ErrorFields::parse(body)
+                        .map(|e| e.code.to_owned())
+                        .unwrap_or_else(|_| "XX000".to_owned()),
+                );
+            }
+            b'1' => unit.parses_ok += 1,
+            b'G' if unit.mirror && !unit.streaming => {
+                unit.streaming = true;
+                let frames = std::mem::take(&mut unit.frames);
+                self.link.copy_start(frames, summary(&unit.statements));
+            }
+            _ => {}
+        }
+    }
+
+    fn finish(&self, mut unit: Unit, txn: Option<u64>) {
+        let outcome = Outcome {
+            tags: std::mem::take(&mut unit.tags),
+            error: unit.error.take(),
+        };
+        if unit.streaming {
+            self.link.copy_end(outcome, txn);
+            return;
+        }
+        if !unit.mirror {
+            return;
+        }
+        let text = summary(&unit.statements);
+        let volatile: Vec<String> = unit
+            .statements
+            .iter()
+            .filter(|c| c.kind == Kind::Write)
+            .flat_map(|c| c.volatile.iter().cloned())
+            .collect();
+        let fingerprint = unit
+            .statements
+            .first()
+            .map(|c| c.fingerprint.clone())
+            .unwrap_or_default();
+        let frames = if outcome.error.is_none() {
+            // Only a lone COMMIT answered with ROLLBACK: inside a longer unit, ROLLBACK is
+            // also the tag of ROLLBACK TO SAVEPOINT.
+            let lone_commit =
+                unit.commits && unit.statements.len() == 1 && unit.statements[0].statements == 1;
+            if lone_commit && outcome.tags.len() == 1 && outcome.tags[0] == "ROLLBACK" {
+                // The primary rolled the transaction back: so must the secondary.
+                vec![rollback_query()]
+            } else {
+                unit.frames
+            }
+        } else {
+            // Rejected: keep only the named statements it created before the error.
+            let mut kept: Vec<Bytes> = unit
+                .named_parses
+                .iter()
+                .filter(|&&i| {
+                    // The i-th frame is a Parse; it succeeded if it was among the first
+                    // `parses_ok` Parse messages of the unit.
+                    let nth = unit.frames[..i].iter().filter(|f| f[0] == b'P').count();
+                    nth < unit.parses_ok
+                })
+                .map(|&i| unit.frames[i].clone())
+                .collect();
+            if kept.is_empty() {
+                return;
+            }
+            kept.push(Bytes::from_static(&[b'S', 0, 0, 0, 4]));
+            kept
+        };
+        let session_state = unit.statements.iter().any(|c| c.kind == Kind::Session)
+            && unit.statements.iter().all(|c| c.kind != Kind::Write);
+        let prelude = if outcome.error.is_some() {
+            None
+        } else if session_state {
+            Some(frames.clone())
+        } else if !unit.named_parses.is_empty() {
+            let mut p: Vec<Bytes> = unit
+                .named_parses
+                .iter()
+                .filter_map(|&i| frames.get(i).cloned())
+                .collect();
+            p.push(Bytes::from_static(&[b'S', 0, 0, 0, 4]));
+            Some(p)
+        } else {
+            None
+        };
+        self.link.unit(UnitWork {
+            prelude,
+            frames,
+            expect: outcome,
+            txn,
+            summary: text,
+            fingerprint,
+            volatile,
+        });
+    }
+}
+
+fn is_commit(c: &Classification) -> bool {
+    matches!(
+        c.txn,
+        Some(TxnControl::Commit) | Some(TxnControl::CommitPrepared)
+    )
+}
+
+fn summary(statements: &[Arc<Classification>]) -> String {
+    let mut s = String::new();
+    for c in statements {
+        if !s.is_empty() {
+            s.push_str("; ");
+        }
+        s.push_str(&c.normalized);
+        if s.len() > 500 {
+            let mut end = 500;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            s.truncate(end);
+            s.push('…');
+            break;
+        }
+    }
+    s
+}
+
+fn rollback_query() -> Bytes {
+    let mut v = vec![b'Q', 0, 0, 0, 13];
+    v.extend_from_slice(b"ROLLBACK\0");
+    Bytes::from(v)
+}

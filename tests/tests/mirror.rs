@@ -1,0 +1,258 @@
+//! Dual-write: while applications run against the old database, the new one receives the
+//! same writes in the same order and transactions; switchyard says when the two disagree,
+//! and nothing the primary acknowledged is lost when the secondary fails.
+
+use std::time::{Duration, Instant};
+
+use switchyard_tests::{client, http, pg::pg_bin, PgCluster, Switchyard, TwoDbs};
+
+fn mirrored(dbs: &TwoDbs, edit: impl FnOnce(&mut toml_edit::DocumentMut)) -> Switchyard {
+    let mut doc = dbs.config();
+    doc["mirror"]["enabled"] = toml_edit::value(true);
+    edit(&mut doc);
+    Switchyard::start(&doc.to_string())
+}
+
+/// An order-independent digest of a table's rows (selected columns, ordered by `order`).
+fn digest(db: &PgCluster, table: &str, columns: &str, order: &str) -> String {
+    db.psql_in(
+        "app",
+        &format!(
+            "select count(*) || ':' || coalesce(md5(string_agg(r::text, '|' order by {order})), '') \
+             from (select {columns} from {table}) r"
+        ),
+    )
+}
+
+/// Waits until `table` has the same digest on both sides (the mirror is asynchronous),
+/// then returns it; panics with both digests if they never agree.
+fn converge(dbs: &TwoDbs, table: &str, columns: &str, order: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (b, g) = (digest(&dbs.blue, table, columns, order), digest(&dbs.green, table, columns, order));
+        if b == g {
+            return b;
+        }
+        if Instant::now() > deadline {
+            let dump = |db: &PgCluster| {
+                db.psql_in("app", &format!("select {columns} from {table} order by {order} limit 40"))
+            };
+            panic!(
+                "{table} differs: blue {b}, green {g}\n--- blue ---\n{}\n--- green ---\n{}",
+                dump(&dbs.blue),
+                dump(&dbs.green)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn pgbench(port: u16, args: &[&str]) -> String {
+    let out = std::process::Command::new(pg_bin("pgbench"))
+        .args(args)
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "app", "app"])
+        .env("PGPASSWORD", "app-secret")
+        .output()
+        .expect("run pgbench");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "pgbench {args:?} failed:\n{text}");
+    text
+}
+
+fn failed_transactions(out: &str) -> u64 {
+    out.lines()
+        .find_map(|l| l.strip_prefix("number of failed transactions: "))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no failed-transaction count in:\n{out}"))
+}
+
+fn assert_pgbench_tables_identical(dbs: &TwoDbs) {
+    converge(dbs, "pgbench_branches", "*", "bid");
+    converge(dbs, "pgbench_tellers", "*", "tid");
+    converge(dbs, "pgbench_accounts", "*", "aid");
+    // Each side fills mtime with its own now(): everything else must match.
+    converge(dbs, "pgbench_history", "tid, bid, aid, delta", "tid, bid, aid, delta");
+}
+
+#[test]
+fn pgbench_through_the_mirror_leaves_identical_tables_except_history_mtime() {
+    let dbs = TwoDbs::start();
+    let sy = mirrored(&dbs, |_| {});
+    pgbench(sy.port(), &["-i", "-s", "1", "-q"]);
+    converge(&dbs, "pgbench_accounts", "*", "aid");
+    for mode in ["simple", "prepared"] {
+        let out = pgbench(sy.port(), &["-c", "8", "-j", "2", "-T", "5", "-M", mode]);
+        assert_eq!(failed_transactions(&out), 0, "{mode}:\n{out}");
+    }
+    assert_pgbench_tables_identical(&dbs);
+    let mtimes_differ = dbs.blue.psql_in("app", "select md5(string_agg(mtime::text, ',' order by tid, bid, aid, delta)) from pgbench_history")
+        != dbs.green.psql_in("app", "select md5(string_agg(mtime::text, ',' order by tid, bid, aid, delta)) from pgbench_history");
+    assert!(mtimes_differ, "now() ran on each side, so mtime differs");
+    let logs = sy.logs();
+    assert!(
+        logs.contains("non-deterministic write") && logs.contains("pgbench_history"),
+        "the history INSERT is flagged as non-deterministic:\n{logs}"
+    );
+    let divergences = http::get(sy.admin_port(), "/divergences").json();
+    assert_eq!(divergences["total"], 0, "{divergences}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn session_state_transactions_errors_and_copy_are_mirrored_exactly() {
+    let dbs = TwoDbs::start();
+    let sy = mirrored(&dbs, |_| {});
+    let c = client::connect(&sy.connstr("app", "app-secret", "app")).await;
+    c.batch_execute(
+        "create table items (id int primary key, name text, qty int default 0);
+         create table big (id int primary key, payload text)",
+    )
+    .await
+    .unwrap();
+    // Prepared statements, DEALLOCATE and DISCARD ALL.
+    c.batch_execute("prepare ins(int, text) as insert into items values ($1, $2)").await.unwrap();
+    c.batch_execute("execute ins(1, 'one'); execute ins(2, 'two')").await.unwrap();
+    c.batch_execute("deallocate ins").await.unwrap();
+    let stmt = c.prepare("insert into items (id, name, qty) values ($1, $2, $3)").await.unwrap();
+    for i in 3..20i32 {
+        c.execute(&stmt, &[&i, &format!("item {i}"), &(i * 10)]).await.unwrap();
+    }
+    // SET/RESET and a temp table whose rows feed a real table.
+    c.batch_execute("set search_path = public; set application_name = 'mirror-test'; reset application_name").await.unwrap();
+    c.batch_execute("create temp table staging (id int, name text)").await.unwrap();
+    c.batch_execute("insert into staging values (100, 'staged'), (101, 'staged too')").await.unwrap();
+    c.batch_execute("insert into items (id, name) select id, name from staging").await.unwrap();
+    // Savepoints with ROLLBACK TO, and an error inside a transaction followed by ROLLBACK.
+    c.batch_execute("begin; update items set qty = qty + 1 where id < 10; savepoint a; delete from items where id = 3; rollback to savepoint a; update items set name = 'kept' where id = 4; commit").await.unwrap();
+    c.batch_execute("begin").await.unwrap();
+    c.batch_execute("insert into items values (500, 'doomed')").await.unwrap();
+    assert!(c.batch_execute("insert into items values (1, 'duplicate')").await.is_err());
+    c.batch_execute("rollback").await.unwrap();
+    // COMMIT of a failed transaction is a ROLLBACK on both sides.
+    c.batch_execute("begin; insert into items values (600, 'also doomed')").await.unwrap();
+    assert!(c.batch_execute("select 1/0").await.is_err());
+    c.batch_execute("commit").await.unwrap();
+    // Multi-statement simple queries.
+    c.batch_execute("update items set qty = 7 where id = 5; delete from items where id = 6; insert into items values (700, 'multi')").await.unwrap();
+    c.batch_execute("discard all").await.unwrap();
+    // COPY FROM STDIN of 1,000,000 rows, streamed.
+    {
+        use futures_util::SinkExt;
+        let sink = c.copy_in("copy big from stdin").await.unwrap();
+        futures_util::pin_mut!(sink);
+        let mut chunk = String::new();
+        for i in 0..1_000_000 {
+            chunk.push_str(&format!("{i}\tpayload-{i}\n"));
+            if chunk.len() > 1 << 20 {
+                sink.send(bytes::Bytes::from(std::mem::take(&mut chunk))).await.unwrap();
+            }
+        }
+        sink.send(bytes::Bytes::from(chunk)).await.unwrap();
+        assert_eq!(sink.finish().await.unwrap(), 1_000_000);
+    }
+    // What could not be applied live (on this busy machine green may fall behind the
+    // COPY) is in the journal: settle as an operator would, then compare.
+    let divergences = http::get(sy.admin_port(), "/divergences").json();
+    assert_eq!(divergences["total"], 0, "{divergences}");
+    let mut sy = sy;
+    sy.stop();
+    if journal_status(&sy)["pending"].as_u64().unwrap_or(0) > 0 {
+        eprintln!("the secondary fell behind; replaying the journal");
+        replay(&sy);
+    }
+    let items = converge(&dbs, "items", "*", "id");
+    assert!(items.starts_with("21:"), "{items}");
+    let big = converge(&dbs, "big", "*", "id");
+    assert!(big.starts_with("1000000:"), "{big}");
+    assert_eq!(dbs.green.psql_in("app", "select count(*) from items where id in (500, 600)"), "0");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_row_missing_on_the_secondary_makes_the_update_counts_diverge() {
+    let dbs = TwoDbs::start();
+    for db in [&dbs.blue, &dbs.green] {
+        db.psql_in("app", "create table accounts (id int primary key, balance int); insert into accounts select g, 100 from generate_series(1, 3) g; grant all on accounts to app");
+    }
+    dbs.green.psql_in("app", "delete from accounts where id = 2");
+    let sy = mirrored(&dbs, |_| {});
+    let c = client::connect(&sy.connstr("app", "app-secret", "app")).await;
+    let n = c.execute("update accounts set balance = balance + 1", &[]).await.unwrap();
+    assert_eq!(n, 3, "the client sees the primary's count");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let found = loop {
+        let d = http::get(sy.admin_port(), "/divergences").json();
+        if d["total"].as_u64() == Some(1) {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "no divergence reported: {d}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let recent = &found["recent"][0];
+    assert_eq!(recent["primary"]["tags"][0], "UPDATE 3", "{found}");
+    assert_eq!(recent["secondary_outcome"]["tags"][0], "UPDATE 2", "{found}");
+    assert!(recent["statement"].as_str().unwrap_or("").contains("accounts"), "{found}");
+}
+
+fn replay(sy: &Switchyard) -> String {
+    let out = std::process::Command::new(switchyard_tests::switchyard_bin())
+        .args(["journal", "replay", "--config"])
+        .arg(sy.config_path())
+        .output()
+        .expect("run switchyard journal replay");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "journal replay failed:\n{text}");
+    text
+}
+
+fn journal_status(sy: &Switchyard) -> serde_json::Value {
+    let out = std::process::Command::new(switchyard_tests::switchyard_bin())
+        .args(["journal", "status", "--json", "--config"])
+        .arg(sy.config_path())
+        .output()
+        .expect("run switchyard journal status");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("journal status is not JSON ({e}): {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    })
+}
+
+/// Runs pgbench through switchyard while `fault` breaks the secondary, then `heal`s it,
+/// replays the journal, and checks that both databases hold the same data.
+fn secondary_fault_loses_nothing(
+    queue_capacity: i64,
+    fault: impl FnOnce(&mut PgCluster),
+    heal: impl FnOnce(&mut PgCluster),
+) {
+    let mut dbs = TwoDbs::start();
+    let mut sy = mirrored(&dbs, |doc| {
+        doc["mirror"]["queue_capacity"] = toml_edit::value(queue_capacity);
+    });
+    pgbench(sy.port(), &["-i", "-s", "1", "-q"]);
+    converge(&dbs, "pgbench_accounts", "*", "aid");
+    let port = sy.port();
+    let run = std::thread::spawn(move || pgbench(port, &["-c", "8", "-j", "2", "-T", "8", "-M", "prepared"]));
+    std::thread::sleep(Duration::from_secs(3));
+    fault(&mut dbs.green);
+    let out = run.join().expect("pgbench thread");
+    assert_eq!(failed_transactions(&out), 0, "clients saw no error:\n{out}");
+    heal(&mut dbs.green);
+    // Sessions are over; let their workers settle, then stop switchyard so the journal is
+    // complete and synced.
+    std::thread::sleep(Duration::from_secs(2));
+    sy.stop();
+    let status = journal_status(&sy);
+    assert!(status["pending"].as_u64().unwrap_or(0) > 0, "the missed writes are in the journal: {status}");
+    replay(&sy);
+    assert_pgbench_tables_identical(&dbs);
+    let after = journal_status(&sy);
+    assert_eq!(after["pending"], 0, "{after}");
+}
+
+#[test]
+fn killing_the_secondary_mid_pgbench_loses_nothing_once_the_journal_is_replayed() {
+    secondary_fault_loses_nothing(1000, |green| green.kill(), |green| green.start_again());
+}
+
+#[test]
+fn a_sigstopped_secondary_that_outlasts_the_queue_loses_nothing_once_replayed() {
+    secondary_fault_loses_nothing(1000, |green| green.pause(), |green| green.resume());
+}
