@@ -17,8 +17,8 @@
 //! the first journaled unit of a session, its session state (SET, PREPARE, named
 //! statements) is journaled as a prelude so the units can run on a fresh connection.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -554,7 +554,10 @@ impl Worker {
         self.journal_prelude();
         let shared = self.shared.clone();
         let session = self.info.id;
-        self.shared.mirror_stats.unsettled.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .mirror_stats
+            .unsettled
+            .fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             let mut unanswered = in_flight.into_iter();
             let settle = async {
@@ -569,13 +572,30 @@ impl Worker {
                 }
                 Ok::<(), std::io::Error>(())
             };
-            let settled = matches!(tokio::time::timeout(IN_FLIGHT_GRACE, settle).await, Ok(Ok(())));
+            let settled = matches!(
+                tokio::time::timeout(IN_FLIGHT_GRACE, settle).await,
+                Ok(Ok(()))
+            );
             for a in open.iter().chain(unanswered.as_slice()) {
-                journal.write(&shared, a.seq, &a.frames, &a.tags, a.txn, &a.summary, EntryKind::Unit);
+                journal.write(
+                    &shared,
+                    a.seq,
+                    &a.frames,
+                    &a.tags,
+                    a.txn,
+                    &a.summary,
+                    EntryKind::Unit,
+                );
             }
             let _ = conn.stream.write_all(&[b'X', 0, 0, 0, 4]).await;
-            shared.mirror_stats.unsettled.fetch_sub(1, Ordering::Relaxed);
-            debug!(session, settled, "the units in flight at overflow are settled");
+            shared
+                .mirror_stats
+                .unsettled
+                .fetch_sub(1, Ordering::Relaxed);
+            debug!(
+                session,
+                settled, "the units in flight at overflow are settled"
+            );
         });
     }
 
@@ -727,7 +747,12 @@ impl Worker {
     }
 
     async fn copy_end(&mut self, outcome: Outcome, txn: Option<u64>) {
-        debug!(session = self.info.id, ?outcome, copy = self.copy.is_some(), "COPY ends");
+        debug!(
+            session = self.info.id,
+            ?outcome,
+            copy = self.copy.is_some(),
+            "COPY ends"
+        );
         let Some(state) = self.copy.take() else {
             return;
         };
@@ -912,10 +937,8 @@ async fn read_result(conn: &mut Conn) -> std::io::Result<SecondaryResult> {
                     outcome.tags.push(t.to_owned());
                 }
             }
-            b'E' => {
-                if outcome.error.is_none() {
-                    outcome.error = Some(error_code(&frame));
-                }
+            b'E' if outcome.error.is_none() => {
+                outcome.error = Some(error_code(&frame));
             }
             b'Z' => {
                 return Ok(SecondaryResult {

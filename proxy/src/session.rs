@@ -41,8 +41,7 @@ pub async fn run(
 
     let id = shared.next_session_id();
     let opened = tokio::time::timeout(startup_timeout, async {
-        let hello = match startup::accept(tcp, config.listen.tls.clone(), acceptor.as_deref()).await
-        {
+        let hello = match startup::accept(tcp, config.listen.tls, acceptor.as_deref()).await {
             Ok(h) => h,
             Err(failure) if failure.reply.is_none() => {
                 // Port probes and clients that give up: nothing to answer, little to say.

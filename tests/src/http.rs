@@ -16,13 +16,18 @@ pub struct Response {
 impl Response {
     /// The body parsed as JSON; panics with the body when it is not JSON.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
 }
 
 /// Sends one request to 127.0.0.1:`port`.
-pub fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Response {
+pub fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Response {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the admin API");
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -46,7 +51,10 @@ pub fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], bo
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status line in: {head}"));
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)
     } else {
         body.to_owned()

@@ -43,7 +43,11 @@ fn garbage_before_startup_gets_08p01_and_the_next_client_is_served() {
     let (_dbs, sy) = start_with(|_| {});
     let mut raw = RawClient::connect(sy.port());
     raw.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert_error(&raw.expect_error(), "08P01", "invalid length of startup packet");
+    assert_error(
+        &raw.expect_error(),
+        "08P01",
+        "invalid length of startup packet",
+    );
     assert!(raw.is_closed());
     still_serves(&sy);
 }
@@ -74,7 +78,11 @@ fn unsupported_protocol_version_gets_0a000() {
     let (_dbs, sy) = start_with(|_| {});
     let mut raw = RawClient::connect(sy.port());
     raw.send(&startup_message(2 << 16, &[("user", "app")]));
-    assert_error(&raw.expect_error(), "0A000", "unsupported frontend protocol 2.0");
+    assert_error(
+        &raw.expect_error(),
+        "0A000",
+        "unsupported frontend protocol 2.0",
+    );
     assert!(raw.is_closed());
     still_serves(&sy);
 }
@@ -97,7 +105,11 @@ fn message_over_the_size_cap_gets_08p01() {
     let mut raw = logged_in(&sy);
     // A Query header announcing 1 MiB: refused before the body is read or buffered.
     raw.send(&[b'Q', 0, 0x10, 0, 0]);
-    assert_error(&raw.expect_error(), "08P01", "over the limit of 65536 bytes");
+    assert_error(
+        &raw.expect_error(),
+        "08P01",
+        "over the limit of 65536 bytes",
+    );
     assert!(raw.is_closed());
     still_serves(&sy);
 }
@@ -169,7 +181,11 @@ fn bytes_after_ssl_request_before_the_handshake_are_refused() {
     let mut bytes = vec![0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
     bytes.extend(startup_message(3 << 16, &[("user", "app")]));
     raw.stream.write_all(&bytes).unwrap();
-    assert_error(&raw.expect_error(), "08P01", "unencrypted data after SSL request");
+    assert_error(
+        &raw.expect_error(),
+        "08P01",
+        "unencrypted data after SSL request",
+    );
     still_serves(&sy);
 }
 
@@ -198,12 +214,28 @@ async fn wrong_password_and_unknown_user_get_28p01_and_no_secret_is_logged() {
     let md5_wrong = client::try_connect(&sy.connstr("md5user", "bad-md5-pw", "app"))
         .await
         .expect_err("wrong md5 password refused");
-    assert_eq!(md5_wrong.code().map(|c| c.code()), Some("28P01"), "{md5_wrong}");
+    assert_eq!(
+        md5_wrong.code().map(|c| c.code()),
+        Some("28P01"),
+        "{md5_wrong}"
+    );
     still_serves(&sy);
     let logs = sy.logs();
-    assert!(logs.contains("authentication failed"), "failures are logged:\n{logs}");
-    for secret in ["app-secret", "not-the-password", "whatever-pw", "bad-md5-pw", "md5-secret"] {
-        assert!(!logs.contains(secret), "{secret:?} appears in the logs:\n{logs}");
+    assert!(
+        logs.contains("authentication failed"),
+        "failures are logged:\n{logs}"
+    );
+    for secret in [
+        "app-secret",
+        "not-the-password",
+        "whatever-pw",
+        "bad-md5-pw",
+        "md5-secret",
+    ] {
+        assert!(
+            !logs.contains(secret),
+            "{secret:?} appears in the logs:\n{logs}"
+        );
     }
 }
 
@@ -230,6 +262,16 @@ async fn too_many_clients_get_53300_and_a_freed_slot_is_reused() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let third = third.expect("a freed slot is reused");
-    assert_eq!(third.query_one("select 1", &[]).await.unwrap().get::<_, i32>(0), 1);
-    assert_eq!(a.query_one("select 2", &[]).await.unwrap().get::<_, i32>(0), 2);
+    assert_eq!(
+        third
+            .query_one("select 1", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        1
+    );
+    assert_eq!(
+        a.query_one("select 2", &[]).await.unwrap().get::<_, i32>(0),
+        2
+    );
 }

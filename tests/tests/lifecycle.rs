@@ -9,7 +9,11 @@ use switchyard_tests::{client, Switchyard, TwoDbs};
 
 fn login(sy: &Switchyard) -> (RawClient, i32) {
     let mut raw = RawClient::connect(sy.port());
-    raw.startup(&[("user", "trustuser"), ("database", "app"), ("application_name", "lifecycle")]);
+    raw.startup(&[
+        ("user", "trustuser"),
+        ("database", "app"),
+        ("application_name", "lifecycle"),
+    ]);
     let msgs = raw.read_until_ready();
     let pid = msgs
         .iter()
@@ -36,7 +40,8 @@ fn a_client_that_disconnects_mid_query_has_its_query_cancelled_and_backend_close
     let sy = Switchyard::start(&dbs.config().to_string());
     let (mut raw, pid) = login(&sy);
     raw.send(&query("select pg_sleep(600)"));
-    let active = format!("select count(*) from pg_stat_activity where pid = {pid} and state = 'active'");
+    let active =
+        format!("select count(*) from pg_stat_activity where pid = {pid} and state = 'active'");
     wait_for("the sleep to start", || dbs.blue.psql(&active) == "1");
     drop(raw);
     let exists = format!("select count(*) from pg_stat_activity where pid = {pid}");
@@ -49,9 +54,14 @@ fn a_terminated_backend_reaches_its_client_as_57p01_and_others_keep_working() {
     let sy = Switchyard::start(&dbs.config().to_string());
     let (mut victim, pid) = login(&sy);
     let (mut bystander, _) = login(&sy);
-    dbs.blue.psql(&format!("select pg_terminate_backend({pid})"));
+    dbs.blue
+        .psql(&format!("select pg_terminate_backend({pid})"));
     let e = victim.expect_error();
-    assert_eq!((e.severity.as_str(), e.code.as_str()), ("FATAL", "57P01"), "{e:?}");
+    assert_eq!(
+        (e.severity.as_str(), e.code.as_str()),
+        ("FATAL", "57P01"),
+        "{e:?}"
+    );
     assert!(victim.is_closed());
     bystander.send(&query("select 1"));
     let reply = bystander.read_until_ready();
@@ -66,7 +76,11 @@ fn a_primary_that_dies_gets_08006_to_its_clients_and_service_resumes_when_it_is_
     dbs.blue.kill();
     raw.send(&query("select 1"));
     let e = raw.expect_error();
-    assert_eq!((e.severity.as_str(), e.code.as_str()), ("FATAL", "08006"), "{e:?}");
+    assert_eq!(
+        (e.severity.as_str(), e.code.as_str()),
+        ("FATAL", "08006"),
+        "{e:?}"
+    );
     assert!(e.message.contains("upstream blue"), "{e:?}");
     // New clients get a clear error while the primary is down...
     let err = client::psql(&sy.connstr("app", "app-secret", "app"), "select 1").unwrap_err();

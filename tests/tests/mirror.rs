@@ -29,13 +29,19 @@ fn digest(db: &PgCluster, table: &str, columns: &str, order: &str) -> String {
 fn converge(dbs: &TwoDbs, table: &str, columns: &str, order: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (b, g) = (digest(&dbs.blue, table, columns, order), digest(&dbs.green, table, columns, order));
+        let (b, g) = (
+            digest(&dbs.blue, table, columns, order),
+            digest(&dbs.green, table, columns, order),
+        );
         if b == g {
             return b;
         }
         if Instant::now() > deadline {
             let dump = |db: &PgCluster| {
-                db.psql_in("app", &format!("select {columns} from {table} order by {order} limit 40"))
+                db.psql_in(
+                    "app",
+                    &format!("select {columns} from {table} order by {order} limit 40"),
+                )
             };
             panic!(
                 "{table} differs: blue {b}, green {g}\n--- blue ---\n{}\n--- green ---\n{}",
@@ -50,11 +56,23 @@ fn converge(dbs: &TwoDbs, table: &str, columns: &str, order: &str) -> String {
 fn pgbench(port: u16, args: &[&str]) -> String {
     let out = std::process::Command::new(pg_bin("pgbench"))
         .args(args)
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "app", "app"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "app",
+            "app",
+        ])
         .env("PGPASSWORD", "app-secret")
         .output()
         .expect("run pgbench");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "pgbench {args:?} failed:\n{text}");
     text
 }
@@ -72,7 +90,12 @@ fn assert_pgbench_tables_identical(dbs: &TwoDbs) {
     converge(dbs, "pgbench_tellers", "*", "tid");
     converge(dbs, "pgbench_accounts", "*", "aid");
     // Each side fills mtime with its own now(): everything else must match.
-    converge(dbs, "pgbench_history", "tid, bid, aid, delta", "tid, bid, aid, delta");
+    converge(
+        dbs,
+        "pgbench_history",
+        "tid, bid, aid, delta",
+        "tid, bid, aid, delta",
+    );
 }
 
 #[test]
@@ -110,26 +133,52 @@ async fn session_state_transactions_errors_and_copy_are_mirrored_exactly() {
     .await
     .unwrap();
     // Prepared statements, DEALLOCATE and DISCARD ALL.
-    c.batch_execute("prepare ins(int, text) as insert into items values ($1, $2)").await.unwrap();
-    c.batch_execute("execute ins(1, 'one'); execute ins(2, 'two')").await.unwrap();
+    c.batch_execute("prepare ins(int, text) as insert into items values ($1, $2)")
+        .await
+        .unwrap();
+    c.batch_execute("execute ins(1, 'one'); execute ins(2, 'two')")
+        .await
+        .unwrap();
     c.batch_execute("deallocate ins").await.unwrap();
-    let stmt = c.prepare("insert into items (id, name, qty) values ($1, $2, $3)").await.unwrap();
+    let stmt = c
+        .prepare("insert into items (id, name, qty) values ($1, $2, $3)")
+        .await
+        .unwrap();
     for i in 3..20i32 {
-        c.execute(&stmt, &[&i, &format!("item {i}"), &(i * 10)]).await.unwrap();
+        c.execute(&stmt, &[&i, &format!("item {i}"), &(i * 10)])
+            .await
+            .unwrap();
     }
     // SET/RESET and a temp table whose rows feed a real table.
-    c.batch_execute("set search_path = public; set application_name = 'mirror-test'; reset application_name").await.unwrap();
-    c.batch_execute("create temp table staging (id int, name text)").await.unwrap();
-    c.batch_execute("insert into staging values (100, 'staged'), (101, 'staged too')").await.unwrap();
-    c.batch_execute("insert into items (id, name) select id, name from staging").await.unwrap();
+    c.batch_execute(
+        "set search_path = public; set application_name = 'mirror-test'; reset application_name",
+    )
+    .await
+    .unwrap();
+    c.batch_execute("create temp table staging (id int, name text)")
+        .await
+        .unwrap();
+    c.batch_execute("insert into staging values (100, 'staged'), (101, 'staged too')")
+        .await
+        .unwrap();
+    c.batch_execute("insert into items (id, name) select id, name from staging")
+        .await
+        .unwrap();
     // Savepoints with ROLLBACK TO, and an error inside a transaction followed by ROLLBACK.
     c.batch_execute("begin; update items set qty = qty + 1 where id < 10; savepoint a; delete from items where id = 3; rollback to savepoint a; update items set name = 'kept' where id = 4; commit").await.unwrap();
     c.batch_execute("begin").await.unwrap();
-    c.batch_execute("insert into items values (500, 'doomed')").await.unwrap();
-    assert!(c.batch_execute("insert into items values (1, 'duplicate')").await.is_err());
+    c.batch_execute("insert into items values (500, 'doomed')")
+        .await
+        .unwrap();
+    assert!(c
+        .batch_execute("insert into items values (1, 'duplicate')")
+        .await
+        .is_err());
     c.batch_execute("rollback").await.unwrap();
     // COMMIT of a failed transaction is a ROLLBACK on both sides.
-    c.batch_execute("begin; insert into items values (600, 'also doomed')").await.unwrap();
+    c.batch_execute("begin; insert into items values (600, 'also doomed')")
+        .await
+        .unwrap();
     assert!(c.batch_execute("select 1/0").await.is_err());
     c.batch_execute("commit").await.unwrap();
     // Multi-statement simple queries.
@@ -144,7 +193,9 @@ async fn session_state_transactions_errors_and_copy_are_mirrored_exactly() {
         for i in 0..1_000_000 {
             chunk.push_str(&format!("{i}\tpayload-{i}\n"));
             if chunk.len() > 1 << 20 {
-                sink.send(bytes::Bytes::from(std::mem::take(&mut chunk))).await.unwrap();
+                sink.send(bytes::Bytes::from(std::mem::take(&mut chunk)))
+                    .await
+                    .unwrap();
             }
         }
         sink.send(bytes::Bytes::from(chunk)).await.unwrap();
@@ -164,7 +215,11 @@ async fn session_state_transactions_errors_and_copy_are_mirrored_exactly() {
     assert!(items.starts_with("21:"), "{items}");
     let big = converge(&dbs, "big", "*", "id");
     assert!(big.starts_with("1000000:"), "{big}");
-    assert_eq!(dbs.green.psql_in("app", "select count(*) from items where id in (500, 600)"), "0");
+    assert_eq!(
+        dbs.green
+            .psql_in("app", "select count(*) from items where id in (500, 600)"),
+        "0"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -173,10 +228,14 @@ async fn a_row_missing_on_the_secondary_makes_the_update_counts_diverge() {
     for db in [&dbs.blue, &dbs.green] {
         db.psql_in("app", "create table accounts (id int primary key, balance int); insert into accounts select g, 100 from generate_series(1, 3) g; grant all on accounts to app");
     }
-    dbs.green.psql_in("app", "delete from accounts where id = 2");
+    dbs.green
+        .psql_in("app", "delete from accounts where id = 2");
     let sy = mirrored(&dbs, |_| {});
     let c = client::connect(&sy.connstr("app", "app-secret", "app")).await;
-    let n = c.execute("update accounts set balance = balance + 1", &[]).await.unwrap();
+    let n = c
+        .execute("update accounts set balance = balance + 1", &[])
+        .await
+        .unwrap();
     assert_eq!(n, 3, "the client sees the primary's count");
     let deadline = Instant::now() + Duration::from_secs(20);
     let found = loop {
@@ -189,8 +248,17 @@ async fn a_row_missing_on_the_secondary_makes_the_update_counts_diverge() {
     };
     let recent = &found["recent"][0];
     assert_eq!(recent["primary"]["tags"][0], "UPDATE 3", "{found}");
-    assert_eq!(recent["secondary_outcome"]["tags"][0], "UPDATE 2", "{found}");
-    assert!(recent["statement"].as_str().unwrap_or("").contains("accounts"), "{found}");
+    assert_eq!(
+        recent["secondary_outcome"]["tags"][0], "UPDATE 2",
+        "{found}"
+    );
+    assert!(
+        recent["statement"]
+            .as_str()
+            .unwrap_or("")
+            .contains("accounts"),
+        "{found}"
+    );
 }
 
 fn replay(sy: &Switchyard) -> String {
@@ -199,7 +267,11 @@ fn replay(sy: &Switchyard) -> String {
         .arg(sy.config_path())
         .output()
         .expect("run switchyard journal replay");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "journal replay failed:\n{text}");
     text
 }
@@ -211,7 +283,11 @@ fn journal_status(sy: &Switchyard) -> serde_json::Value {
         .output()
         .expect("run switchyard journal status");
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("journal status is not JSON ({e}): {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+        panic!(
+            "journal status is not JSON ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
     })
 }
 
@@ -229,7 +305,9 @@ fn secondary_fault_loses_nothing(
     pgbench(sy.port(), &["-i", "-s", "1", "-q"]);
     converge(&dbs, "pgbench_accounts", "*", "aid");
     let port = sy.port();
-    let run = std::thread::spawn(move || pgbench(port, &["-c", "8", "-j", "2", "-T", "8", "-M", "prepared"]));
+    let run = std::thread::spawn(move || {
+        pgbench(port, &["-c", "8", "-j", "2", "-T", "8", "-M", "prepared"])
+    });
     std::thread::sleep(Duration::from_secs(3));
     fault(&mut dbs.green);
     let out = run.join().expect("pgbench thread");
@@ -240,7 +318,10 @@ fn secondary_fault_loses_nothing(
     std::thread::sleep(Duration::from_secs(2));
     sy.stop();
     let status = journal_status(&sy);
-    assert!(status["pending"].as_u64().unwrap_or(0) > 0, "the missed writes are in the journal: {status}");
+    assert!(
+        status["pending"].as_u64().unwrap_or(0) > 0,
+        "the missed writes are in the journal: {status}"
+    );
     replay(&sy);
     assert_pgbench_tables_identical(&dbs);
     let after = journal_status(&sy);

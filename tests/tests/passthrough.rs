@@ -58,7 +58,10 @@ async fn simple_and_extended_queries_with_binary_values_and_prepared_statements(
         assert_eq!(r.get::<_, i64>(0), i * 2);
     }
     let typed = c
-        .query_typed("select $1::text", &[(&"unnamed", tokio_postgres::types::Type::TEXT)])
+        .query_typed(
+            "select $1::text",
+            &[(&"unnamed", tokio_postgres::types::Type::TEXT)],
+        )
         .await
         .expect("unnamed statement");
     assert_eq!(typed[0].get::<_, String>(0), "unnamed");
@@ -68,7 +71,10 @@ async fn simple_and_extended_queries_with_binary_values_and_prepared_statements(
 async fn pipelined_queries_come_back_complete_and_in_order() {
     let (_dbs, sy) = start();
     let c = connect(&app(&sy)).await;
-    let stmt = c.prepare("select $1::int4, repeat('y', $1::int4)").await.unwrap();
+    let stmt = c
+        .prepare("select $1::int4, repeat('y', $1::int4)")
+        .await
+        .unwrap();
     // tokio-postgres pipelines requests whose futures are polled together.
     let futures = (0..200i32).map(|i| {
         let c = &c;
@@ -136,19 +142,30 @@ async fn transactions_with_errors_and_savepoints_behave_exactly_as_direct() {
     let direct = outcomes(&dbs.green.connstr("app", "app-secret", "app"), &script).await;
     let proxied = outcomes(&app(&sy), &script).await;
     assert_eq!(proxied, direct);
-    assert!(direct.iter().any(|o| o.contains("23505")), "the script exercises an error: {direct:?}");
-    assert_eq!(proxied[16], "1,a;2,b;ok 2", "only the savepoint-protected work was committed");
+    assert!(
+        direct.iter().any(|o| o.contains("23505")),
+        "the script exercises an error: {direct:?}"
+    );
+    assert_eq!(
+        proxied[16], "1,a;2,b;ok 2",
+        "only the savepoint-protected work was committed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn copy_in_and_out_of_100_mb_round_trips_through_switchyard() {
     let (dbs, sy) = start();
     let c = connect(&app(&sy)).await;
-    c.batch_execute("create table big (id int, payload text)").await.unwrap();
+    c.batch_execute("create table big (id int, payload text)")
+        .await
+        .unwrap();
 
     const ROWS: usize = 1_000_000;
     let line_payload = "p".repeat(96);
-    let sink = c.copy_in("copy big from stdin").await.expect("COPY FROM STDIN starts");
+    let sink = c
+        .copy_in("copy big from stdin")
+        .await
+        .expect("COPY FROM STDIN starts");
     futures_util::pin_mut!(sink);
     let mut chunk = String::with_capacity(1 << 20);
     let mut sent_bytes = 0usize;
@@ -156,7 +173,9 @@ async fn copy_in_and_out_of_100_mb_round_trips_through_switchyard() {
         chunk.push_str(&format!("{i}\t{line_payload}\n"));
         if chunk.len() >= 1 << 20 || i == ROWS - 1 {
             sent_bytes += chunk.len();
-            sink.send(bytes::Bytes::from(std::mem::take(&mut chunk))).await.unwrap();
+            sink.send(bytes::Bytes::from(std::mem::take(&mut chunk)))
+                .await
+                .unwrap();
         }
     }
     let copied = sink.finish().await.expect("COPY FROM STDIN completes");
@@ -166,14 +185,20 @@ async fn copy_in_and_out_of_100_mb_round_trips_through_switchyard() {
     // What reached the server, checked directly on it.
     let direct = connect(&dbs.blue.connstr("app", "app-secret", "app")).await;
     let row = direct
-        .query_one("select count(*), sum(length(payload)), sum(id) from big", &[])
+        .query_one(
+            "select count(*), sum(length(payload)), sum(id) from big",
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(row.get::<_, i64>(0), ROWS as i64);
     assert_eq!(row.get::<_, i64>(1), (ROWS * 96) as i64);
 
     // And back out through switchyard.
-    let stream = c.copy_out("copy big to stdout").await.expect("COPY TO STDOUT starts");
+    let stream = c
+        .copy_out("copy big to stdout")
+        .await
+        .expect("COPY TO STDOUT starts");
     futures_util::pin_mut!(stream);
     let mut received = 0usize;
     let mut lines = 0usize;
@@ -203,7 +228,10 @@ async fn listen_notify_reaches_a_listening_client_through_switchyard() {
     });
     listener.batch_execute("listen jobs").await.unwrap();
     let notifier = connect(&app(&sy)).await;
-    notifier.batch_execute("notify jobs, 'first'").await.unwrap();
+    notifier
+        .batch_execute("notify jobs, 'first'")
+        .await
+        .unwrap();
     notifier
         .execute("select pg_notify('jobs', $1)", &[&"second"])
         .await
@@ -303,7 +331,10 @@ async fn a_million_row_result_streams_while_switchyard_memory_stays_bounded() {
     assert_eq!(bytes, 100_000_000, "the result carried 100 MB of text");
     let grown_kib = vm_hwm_kib(sy.pid()).saturating_sub(before);
     // Peak resident memory may grow by buffers, never by the result (~110 MB).
-    assert!(grown_kib < 32 * 1024, "switchyard's peak RSS grew by {grown_kib} KiB");
+    assert!(
+        grown_kib < 32 * 1024,
+        "switchyard's peak RSS grew by {grown_kib} KiB"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -322,7 +353,8 @@ async fn two_hundred_concurrent_clients_each_run_transactions() {
             for round in 0..5 {
                 let tx = c.transaction().await?;
                 if round == 0 {
-                    tx.execute("insert into counters values ($1, 0)", &[&i]).await?;
+                    tx.execute("insert into counters values ($1, 0)", &[&i])
+                        .await?;
                 }
                 tx.execute("update counters set n = n + 1 where client = $1", &[&i])
                     .await?;
@@ -332,7 +364,8 @@ async fn two_hundred_concurrent_clients_each_run_transactions() {
         })
     });
     for r in futures_util::future::join_all(tasks).await {
-        r.expect("task").expect("every client's transactions succeed");
+        r.expect("task")
+            .expect("every client's transactions succeed");
     }
     let direct = connect(&dbs.blue.connstr("app", "app-secret", "app")).await;
     let row = direct
@@ -352,8 +385,8 @@ fn psql_runs_a_script_with_the_same_output_as_direct() {
                   select id, coalesce(body, '<null>') from notes order by id;\n\
                   select count(*) from notes;\n";
     let through = client::psql(&app(&sy), script).expect("psql through switchyard");
-    let direct = client::psql(&dbs.green.connstr("app", "app-secret", "app"), script)
-        .expect("psql direct");
+    let direct =
+        client::psql(&dbs.green.connstr("app", "app-secret", "app"), script).expect("psql direct");
     assert_eq!(through, direct);
     assert!(through.contains("5|four"), "{through}");
 }
@@ -361,7 +394,15 @@ fn psql_runs_a_script_with_the_same_output_as_direct() {
 fn pgbench(args: &[&str], connstr_port: u16) -> String {
     let out = std::process::Command::new(switchyard_tests::pg::pg_bin("pgbench"))
         .args(args)
-        .args(["-h", "127.0.0.1", "-p", &connstr_port.to_string(), "-U", "app", "app"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &connstr_port.to_string(),
+            "-U",
+            "app",
+            "app",
+        ])
         .env("PGPASSWORD", "app-secret")
         .output()
         .expect("run pgbench");

@@ -81,7 +81,10 @@ fn upstream_tls_verify_full_connects_and_a_wrong_ca_is_refused() {
     let sy = Switchyard::start(&doc.to_string());
     let err = client::psql(&sy.connstr("app", "app-secret", "app"), "select 1")
         .expect_err("an upstream whose certificate is not from ca_file is refused");
-    assert!(err.contains("TLS") && err.contains("upstream blue"), "{err}");
+    assert!(
+        err.contains("TLS") && err.contains("upstream blue"),
+        "{err}"
+    );
 
     // require: encrypted without verification, like libpq's sslmode=require.
     for up in ["blue", "green"] {
@@ -101,9 +104,17 @@ fn upstream_tls_verify_full_connects_and_a_wrong_ca_is_refused() {
 async fn scram_md5_and_trust_users_each_log_in() {
     let dbs = TwoDbs::start();
     let sy = Switchyard::start(&dbs.config().to_string());
-    for (user, password) in [("app", "app-secret"), ("md5user", "md5-secret"), ("trustuser", "")] {
+    for (user, password) in [
+        ("app", "app-secret"),
+        ("md5user", "md5-secret"),
+        ("trustuser", ""),
+    ] {
         let c = client::connect(&sy.connstr(user, password, "app")).await;
-        let who: String = c.query_one("select current_user::text", &[]).await.unwrap().get(0);
+        let who: String = c
+            .query_one("select current_user::text", &[])
+            .await
+            .unwrap()
+            .get(0);
         assert_eq!(who, user);
     }
     // psql too (libpq's SCRAM and md5 implementations, not only tokio-postgres').
@@ -136,7 +147,12 @@ async fn a_scram_verifier_in_the_config_authenticates_clients() {
     }
     let sy = Switchyard::start(&doc.to_string());
     let c = client::connect(&sy.connstr("app", "app-secret", "app")).await;
-    assert_eq!(c.query_one("select 5", &[]).await.unwrap().get::<_, i32>(0), 5);
-    let wrong = client::try_connect(&sy.connstr("app", "nope", "app")).await.unwrap_err();
+    assert_eq!(
+        c.query_one("select 5", &[]).await.unwrap().get::<_, i32>(0),
+        5
+    );
+    let wrong = client::try_connect(&sy.connstr("app", "nope", "app"))
+        .await
+        .unwrap_err();
     assert_eq!(wrong.code().map(|c| c.code()), Some("28P01"));
 }
