@@ -83,6 +83,8 @@ pub struct UnitWork {
     pub fingerprint: String,
     /// Volatile functions the unit's writes call (now(), random(), nextval(), ...).
     pub volatile: Vec<String>,
+    /// Tables the unit INSERTs into or COPYs into, whose column defaults may be volatile.
+    pub inserts_into: Vec<String>,
 }
 
 enum Item {
@@ -400,22 +402,67 @@ impl Worker {
         }
     }
 
-    fn note_volatile(&self, work: &UnitWork) {
-        if work.volatile.is_empty() || work.expect.error.is_some() {
+    fn note_volatile(&self, work: &UnitWork, defaults: Vec<String>) {
+        if (work.volatile.is_empty() && defaults.is_empty()) || work.expect.error.is_some() {
             return;
         }
+        let mut reasons = work.volatile.clone();
+        reasons.extend(defaults);
         let first = self
             .shared
             .nondeterministic
-            .record(&work.fingerprint, &work.volatile);
+            .record(&work.fingerprint, &reasons);
         if first {
             info!(
                 fingerprint = %work.fingerprint,
                 statement = %work.summary,
-                functions = %work.volatile.join(", "),
+                reasons = %reasons.join(", "),
                 "non-deterministic write: its result can differ on the two databases"
             );
         }
+    }
+
+    /// The volatile column defaults of `tables` ("table.column = nextval(...)"), looked up
+    /// once per table in the secondary's catalog and cached for every session. An INSERT
+    /// that relies on one fills the column differently on each side.
+    async fn volatile_defaults(&mut self, tables: &[String]) -> Vec<String> {
+        let mut found = Vec::new();
+        for table in tables {
+            if let Some(known) = self.shared.volatile_defaults.get(table) {
+                found.extend(known.iter().cloned());
+                continue;
+            }
+            let Some(conn) = self.conn.as_mut() else {
+                continue;
+            };
+            let sql = format!(
+                "SELECT a.attname || ' = ' || pg_get_expr(d.adbin, d.adrelid) \
+                 FROM pg_attrdef d JOIN pg_attribute a \
+                 ON a.attrelid = d.adrelid AND a.attnum = d.adnum \
+                 WHERE d.adrelid = to_regclass('{}') AND NOT a.attisdropped",
+                table.replace('\'', "''")
+            );
+            match query_rows(conn, &sql).await {
+                Ok(Some(rows)) => {
+                    let volatile: Vec<String> = rows
+                        .into_iter()
+                        .filter(|expr| is_volatile_default(expr))
+                        .map(|expr| format!("default of {table}.{expr}"))
+                        .collect();
+                    found.extend(volatile.iter().cloned());
+                    self.shared
+                        .volatile_defaults
+                        .insert(table.clone(), volatile);
+                }
+                // The secondary's transaction is aborted, say: look again next time.
+                Ok(None) => {}
+                Err(e) => {
+                    self.lost_secondary(&format!("connection to the secondary failed: {e}"));
+                    break;
+                }
+            }
+        }
+        found
     }
 
     fn dequeued(&self, item: Item) -> Item {
@@ -435,7 +482,8 @@ impl Worker {
     /// Applies a batch of units on the secondary (pipelined), or journals them.
     async fn units(&mut self, batch: Vec<(u64, UnitWork)>) {
         for (_, work) in &batch {
-            self.note_volatile(work);
+            let defaults = self.volatile_defaults(&work.inserts_into).await;
+            self.note_volatile(work, defaults);
         }
         let Some(mut conn) = self.conn.take().filter(|_| !self.journaling()) else {
             for (seq, w) in batch {
@@ -887,6 +935,60 @@ impl EntryTemplate {
 
 /// Upper bound on a message from the secondary (its result rows are read and dropped).
 const MAX_SECONDARY_MESSAGE: usize = 1 << 30;
+
+/// Whether a column default expression (as `pg_get_expr` prints it) is evaluated anew on
+/// each database: sequences, clocks, random values.
+fn is_volatile_default(expr: &str) -> bool {
+    let e = expr.to_ascii_lowercase();
+    [
+        "nextval(",
+        "now()",
+        "random(",
+        "gen_random_uuid(",
+        "uuid_generate",
+        "clock_timestamp(",
+        "statement_timestamp(",
+        "transaction_timestamp(",
+        "timeofday(",
+        "current_timestamp",
+        "localtimestamp",
+        "current_date",
+        "current_time",
+        "txid_current(",
+        "pg_current_xact_id(",
+    ]
+    .iter()
+    .any(|f| e.contains(f))
+}
+
+/// Runs a catalog query on the secondary between mirrored units: the first column of each
+/// row, or `None` when the query failed there (its error is consumed).
+async fn query_rows(conn: &mut Conn, sql: &str) -> std::io::Result<Option<Vec<String>>> {
+    let mut msg = BytesMut::with_capacity(sql.len() + 6);
+    msg.extend_from_slice(b"Q");
+    msg.extend_from_slice(&((sql.len() + 5) as i32).to_be_bytes());
+    msg.extend_from_slice(sql.as_bytes());
+    msg.extend_from_slice(&[0]);
+    conn.stream.write_all(&msg).await?;
+    conn.stream.flush().await?;
+    let mut rows = Vec::new();
+    let mut failed = false;
+    loop {
+        let (tag, frame) = read_frame(conn).await?;
+        match tag {
+            b'D' => {
+                if let Ok(row) = switchyard_protocol::backend::DataRow::parse(&frame[5..]) {
+                    if let Some(Some(v)) = row.values().next() {
+                        rows.push(String::from_utf8_lossy(v).into_owned());
+                    }
+                }
+            }
+            b'E' => failed = true,
+            b'Z' => return Ok((!failed).then_some(rows)),
+            _ => {}
+        }
+    }
+}
 
 /// Writes the outbox, frame by frame; progress is kept in the outbox itself, so a write
 /// interrupted between two `write` calls can be resumed by whoever owns the outbox next.

@@ -31,6 +31,8 @@ pub struct Shared {
     pub mirror_stats: MirrorStats,
     pub divergences: Divergences,
     pub nondeterministic: NonDeterministic,
+    /// Volatile column defaults by table, as looked up by the mirror workers.
+    pub volatile_defaults: dashmap::DashMap<String, Vec<String>>,
     /// One permit per client session allowed by `limits.max_clients`.
     pub client_slots: Arc<Semaphore>,
     next_session_id: AtomicU64,
@@ -57,6 +59,7 @@ impl Shared {
             mirror_stats: MirrorStats::default(),
             divergences: Divergences::default(),
             nondeterministic: NonDeterministic::default(),
+            volatile_defaults: dashmap::DashMap::new(),
             config: ArcSwap::from_pointee(config),
             tls: ArcSwapOption::from(acceptor.map(Arc::new)),
             cancels: Arc::new(CancelRegistry::default()),

@@ -316,7 +316,14 @@ impl Tracker {
         } else {
             None
         };
+        let inserts_into: Vec<String> = unit
+            .statements
+            .iter()
+            .filter(|c| c.kind == Kind::Write)
+            .flat_map(|c| c.inserts_into.iter().cloned())
+            .collect();
         self.link.unit(UnitWork {
+            inserts_into,
             prelude,
             frames,
             expect: outcome,

@@ -337,3 +337,42 @@ fn killing_the_secondary_mid_pgbench_loses_nothing_once_the_journal_is_replayed(
 fn a_sigstopped_secondary_that_outlasts_the_queue_loses_nothing_once_replayed() {
     secondary_fault_loses_nothing(1000, |green| green.pause(), |green| green.resume());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn inserts_relying_on_volatile_column_defaults_are_named_non_deterministic() {
+    let dbs = TwoDbs::start();
+    let sy = mirrored(&dbs, |_| {});
+    let c = client::connect(&sy.connstr("app", "app-secret", "app")).await;
+    c.batch_execute("create table events (id serial primary key, kind text, at timestamptz default clock_timestamp())")
+        .await
+        .unwrap();
+    c.batch_execute("insert into events (kind) values ('signup')")
+        .await
+        .unwrap();
+    c.execute("insert into events (kind) values ($1)", &[&"login"])
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let flagged = loop {
+        let d = http::get(sy.admin_port(), "/divergences").json();
+        let reasons = d["non_deterministic"].to_string();
+        if reasons.contains("default of events.id") && reasons.contains("clock_timestamp") {
+            break d;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the volatile defaults are not named: {d}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        flagged["non_deterministic"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty()),
+        "{flagged}"
+    );
+    assert!(
+        sy.logs().contains("non-deterministic write"),
+        "logged once with its reason"
+    );
+}

@@ -156,3 +156,29 @@ async fn a_scram_verifier_in_the_config_authenticates_clients() {
         .unwrap_err();
     assert_eq!(wrong.code().map(|c| c.code()), Some("28P01"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_that_asks_for_a_cleartext_password_gets_one() {
+    // hba `password`: the server asks for the password in clear (AuthenticationCleartextPassword).
+    let cleartext = || PgOptions {
+        hba: vec!["host all app 127.0.0.1/32 password".to_owned()],
+        ..PgOptions::default()
+    };
+    let dbs = TwoDbs::start_with(cleartext(), cleartext());
+    let sy = Switchyard::start(&dbs.config().to_string());
+    let c = client::connect(&sy.connstr("app", "app-secret", "app")).await;
+    let who: String = c
+        .query_one("select current_user::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(who, "app");
+    // And with a wrong upstream password the upstream's own refusal reaches the client.
+    let mut doc = dbs.config();
+    doc["upstreams"]["blue"]["password"] = toml_edit::value("not-the-upstream-password");
+    let sy = Switchyard::start(&doc.to_string());
+    let err = client::try_connect(&sy.connstr("app", "app-secret", "app"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("28P01"), "{err}");
+}

@@ -56,5 +56,16 @@ async fn divergences(State(state): State<Arc<AdminState>>) -> Json<serde_json::V
         "total": d.total(),
         "by_fingerprint": d.by_fingerprint(),
         "recent": d.recent(),
+        "non_deterministic": state
+            .shared
+            .nondeterministic
+            .snapshot()
+            .into_iter()
+            .map(|(fingerprint, (count, reasons))| json!({
+                "fingerprint": fingerprint,
+                "count": count,
+                "reasons": reasons,
+            }))
+            .collect::<Vec<_>>(),
     }))
 }
