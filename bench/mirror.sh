@@ -52,7 +52,8 @@ full_page_writes = off
 max_connections = 100
 EOF
     as_pg "$BIN/pg_ctl" -D "$WORK/$1" -l "$WORK/$1.log" -w start >/dev/null
-    "$BIN/psql" -h 127.0.0.1 -p "$2" -U postgres -qc "create role app login password 'app-secret'; create database app owner app" >/dev/null
+    "$BIN/psql" -h 127.0.0.1 -p "$2" -U postgres -qc "create role app login password 'app-secret'" >/dev/null
+    "$BIN/psql" -h 127.0.0.1 -p "$2" -U postgres -qc "create database app owner app" >/dev/null
 }
 start_cluster blue 56432
 start_cluster green 56433
