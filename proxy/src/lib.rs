@@ -12,6 +12,7 @@ pub mod cli;
 pub mod divergence;
 pub mod journal;
 pub mod listener;
+pub mod metrics;
 pub mod mirror;
 pub mod relay;
 pub mod session;

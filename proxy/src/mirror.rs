@@ -137,10 +137,16 @@ pub struct MirrorLink {
     control: Arc<Control>,
     capacity: usize,
     seq: Arc<AtomicU64>,
+    global_depth: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl MirrorLink {
+    fn stats_depth(&self, delta: i64) {
+        self.global_depth.fetch_add(delta, Ordering::Relaxed);
+    }
+
     fn send(&self, item: Item) {
+        self.stats_depth(1);
         let depth = self.control.depth.fetch_add(1, Ordering::Relaxed) + 1;
         if depth > self.capacity && !self.control.journaling.load(Ordering::Relaxed) {
             self.control.overflow.notify_one();
@@ -230,6 +236,7 @@ pub fn spawn(shared: Arc<Shared>, info: SessionInfo) -> MirrorLink {
         control: control.clone(),
         capacity,
         seq: shared.mirror_seq.clone(),
+        global_depth: shared.mirror_stats.queue_depth.clone(),
     };
     let worker = Worker {
         shared,
@@ -466,6 +473,12 @@ impl Worker {
     }
 
     fn dequeued(&self, item: Item) -> Item {
+        if !matches!(item, Item::CopyData(_)) {
+            self.shared
+                .mirror_stats
+                .queue_depth
+                .fetch_sub(1, Ordering::Relaxed);
+        }
         match &item {
             Item::CopyData(data) => {
                 self.control
@@ -1063,4 +1076,6 @@ pub struct MirrorStats {
     pub copies_lost: AtomicU64,
     /// Sessions whose units in flight at an overflow are still being settled.
     pub unsettled: AtomicU64,
+    /// Units queued for secondaries and not yet handled, over all sessions.
+    pub queue_depth: Arc<std::sync::atomic::AtomicI64>,
 }

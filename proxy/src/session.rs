@@ -195,6 +195,7 @@ async fn serve(
         return;
     }
     info!(backend_pid = conn.backend_pid, "session started");
+    let _counted = crate::state::SessionCount::new(shared.clone(), &primary);
 
     let tracker = mirror_tracker(&shared, &config, &startup, &primary, &login, id_of(&cancel));
     let max = config.limits.max_message_bytes;

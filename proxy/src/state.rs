@@ -31,6 +31,8 @@ pub struct Shared {
     pub mirror_stats: MirrorStats,
     pub divergences: Divergences,
     pub nondeterministic: NonDeterministic,
+    /// Live sessions by their current primary.
+    pub sessions_by_primary: dashmap::DashMap<String, i64>,
     /// Volatile column defaults by table, as looked up by the mirror workers.
     pub volatile_defaults: dashmap::DashMap<String, Vec<String>>,
     /// One permit per client session allowed by `limits.max_clients`.
@@ -60,6 +62,7 @@ impl Shared {
             divergences: Divergences::default(),
             nondeterministic: NonDeterministic::default(),
             volatile_defaults: dashmap::DashMap::new(),
+            sessions_by_primary: dashmap::DashMap::new(),
             config: ArcSwap::from_pointee(config),
             tls: ArcSwapOption::from(acceptor.map(Arc::new)),
             cancels: Arc::new(CancelRegistry::default()),
@@ -88,5 +91,32 @@ pub fn build_acceptor(config: &Config) -> Result<Option<tokio_rustls::TlsAccepto
         (_, Some(cert), Some(key)) => tls::acceptor(cert, key).map(Some),
         // Validation guarantees the files are named when TLS is on.
         _ => Ok(None),
+    }
+}
+
+/// Counts a session under its primary for as long as it lives.
+pub struct SessionCount {
+    shared: Arc<Shared>,
+    primary: String,
+}
+
+impl SessionCount {
+    pub fn new(shared: Arc<Shared>, primary: &str) -> Self {
+        *shared
+            .sessions_by_primary
+            .entry(primary.to_owned())
+            .or_insert(0) += 1;
+        Self {
+            shared,
+            primary: primary.to_owned(),
+        }
+    }
+}
+
+impl Drop for SessionCount {
+    fn drop(&mut self) {
+        if let Some(mut n) = self.shared.sessions_by_primary.get_mut(&self.primary) {
+            *n -= 1;
+        }
     }
 }

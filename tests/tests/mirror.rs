@@ -53,6 +53,15 @@ fn converge(dbs: &TwoDbs, table: &str, columns: &str, order: &str) -> String {
     }
 }
 
+/// The value of an unlabelled metric in switchyard's Prometheus exposition.
+fn metric(sy: &Switchyard, name: &str) -> f64 {
+    let text = http::get(sy.admin_port(), "/metrics").body;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
+}
+
 fn pgbench(port: u16, args: &[&str]) -> String {
     let out = std::process::Command::new(pg_bin("pgbench"))
         .args(args)
@@ -119,6 +128,9 @@ fn pgbench_through_the_mirror_leaves_identical_tables_except_history_mtime() {
     );
     let divergences = http::get(sy.admin_port(), "/divergences").json();
     assert_eq!(divergences["total"], 0, "{divergences}");
+    assert!(metric(&sy, "switchyard_mirror_units_applied_total") > 1000.0);
+    assert_eq!(metric(&sy, "switchyard_mirror_units_lost_total"), 0.0);
+    assert_eq!(metric(&sy, "switchyard_divergences_total"), 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -316,6 +328,9 @@ fn secondary_fault_loses_nothing(
     // Sessions are over; let their workers settle, then stop switchyard so the journal is
     // complete and synced.
     std::thread::sleep(Duration::from_secs(2));
+    assert!(metric(&sy, "switchyard_mirror_journal_fallbacks_total") > 0.0);
+    assert!(metric(&sy, "switchyard_mirror_units_journaled_total") > 0.0);
+    assert_eq!(metric(&sy, "switchyard_mirror_units_lost_total"), 0.0);
     sy.stop();
     let status = journal_status(&sy);
     assert!(

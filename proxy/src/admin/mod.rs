@@ -15,6 +15,7 @@ use crate::state::Shared;
 struct AdminState {
     shared: Arc<Shared>,
     started: Instant,
+    metrics: crate::metrics::Metrics,
 }
 
 /// Serves the admin API until the task is dropped.
@@ -25,10 +26,12 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener) {
     let state = Arc::new(AdminState {
         shared,
         started: Instant::now(),
+        metrics: crate::metrics::Metrics::default(),
     });
     let app = Router::new()
         .route("/status", get(status))
         .route("/divergences", get(divergences))
+        .route("/metrics", get(metrics))
         .with_state(state);
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "admin API stopped");
@@ -68,4 +71,14 @@ async fn divergences(State(state): State<Arc<AdminState>>) -> Json<serde_json::V
             }))
             .collect::<Vec<_>>(),
     }))
+}
+
+async fn metrics(State(state): State<Arc<AdminState>>) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(&state.shared),
+    )
 }
