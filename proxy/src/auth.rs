@@ -67,6 +67,11 @@ pub struct VerifierCache {
 }
 
 impl VerifierCache {
+    /// Forgets every derived verifier (passwords may have changed in a reload).
+    pub fn clear(&self) {
+        self.by_user.clear();
+    }
+
     fn verifier(&self, user: &str, password: &str) -> std::sync::Arc<ScramVerifier> {
         if let Some(entry) = self.by_user.get(user) {
             if entry.0 == password {

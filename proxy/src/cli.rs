@@ -152,6 +152,8 @@ fn serve(path: PathBuf, json_logs: bool) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {admin_address} (admin.address)"))?;
         tokio::spawn(admin::serve(shared.clone(), admin_listener));
+        tokio::spawn(crate::reload::on_sighup(shared.clone()));
+        tokio::spawn(crate::reload::watch_file(shared.clone()));
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                 .context("cannot install the SIGTERM handler")?;

@@ -15,6 +15,7 @@ pub mod listener;
 pub mod metrics;
 pub mod mirror;
 pub mod relay;
+pub mod reload;
 pub mod session;
 pub mod sqlstate;
 pub mod startup;

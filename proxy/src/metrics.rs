@@ -52,6 +52,12 @@ fn record(shared: &Shared) {
     }
     gauge!("switchyard_routing_canary_percent").set(f64::from(config.routing.canary_percent));
     gauge!("switchyard_clients_max").set(config.limits.max_clients as f64);
+    gauge!("switchyard_routing_generation")
+        .set(shared.reloads.generation.load(Ordering::Relaxed) as f64);
+    counter!("switchyard_reloads_total", "result" => "ok")
+        .absolute(shared.reloads.ok.load(Ordering::Relaxed));
+    counter!("switchyard_reloads_total", "result" => "error")
+        .absolute(shared.reloads.failed.load(Ordering::Relaxed));
 
     let m = &shared.mirror_stats;
     counter!("switchyard_mirror_units_applied_total").absolute(m.applied.load(Ordering::Relaxed));

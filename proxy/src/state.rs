@@ -31,6 +31,8 @@ pub struct Shared {
     pub mirror_stats: MirrorStats,
     pub divergences: Divergences,
     pub nondeterministic: NonDeterministic,
+    /// Reload bookkeeping: generation, counts, the last outcome.
+    pub reloads: crate::reload::Reloads,
     /// Live sessions by their current primary.
     pub sessions_by_primary: dashmap::DashMap<String, i64>,
     /// Volatile column defaults by table, as looked up by the mirror workers.
@@ -63,6 +65,7 @@ impl Shared {
             nondeterministic: NonDeterministic::default(),
             volatile_defaults: dashmap::DashMap::new(),
             sessions_by_primary: dashmap::DashMap::new(),
+            reloads: crate::reload::Reloads::default(),
             config: ArcSwap::from_pointee(config),
             tls: ArcSwapOption::from(acceptor.map(Arc::new)),
             cancels: Arc::new(CancelRegistry::default()),

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
@@ -32,6 +34,7 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener) {
         .route("/status", get(status))
         .route("/divergences", get(divergences))
         .route("/metrics", get(metrics))
+        .route("/reload", axum::routing::post(reload))
         .with_state(state);
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "admin API stopped");
@@ -39,18 +42,90 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener) {
 }
 
 async fn status(State(state): State<Arc<AdminState>>) -> Json<serde_json::Value> {
-    let config = state.shared.config.load();
-    let max = config.limits.max_clients;
-    let free = state.shared.client_slots.available_permits();
+    use std::sync::atomic::Ordering::Relaxed;
+    let shared = &state.shared;
+    let config = shared.config.load();
+    let sessions: serde_json::Map<String, serde_json::Value> = config
+        .upstreams
+        .names()
+        .iter()
+        .map(|name| {
+            let n = shared
+                .sessions_by_primary
+                .get(*name)
+                .map(|n| *n)
+                .unwrap_or(0);
+            (name.to_string(), json!(n))
+        })
+        .collect();
+    let m = &shared.mirror_stats;
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_s": state.started.elapsed().as_secs(),
         "routing": {
             "primary": config.routing.primary,
             "canary_percent": config.routing.canary_percent,
+            "sticky": config.routing.sticky.as_str(),
+            "generation": shared.reloads.generation.load(Relaxed),
         },
-        "sessions": max.saturating_sub(free),
+        "sessions": sessions.values().filter_map(|v| v.as_i64()).sum::<i64>(),
+        "sessions_by_primary": sessions,
+        "mirror": {
+            "enabled": config.mirror.enabled,
+            "queue_depth": m.queue_depth.load(Relaxed),
+            "units_applied": m.applied.load(Relaxed),
+            "units_journaled": m.journaled.load(Relaxed),
+            "journal_fallbacks": m.journal_switches.load(Relaxed),
+            "units_lost": m.lost.load(Relaxed),
+            "journal_entries_written": shared.journal.as_ref().map(|j| j.entries_written()),
+        },
+        "divergences": shared.divergences.total(),
+        "non_deterministic_statements": shared.nondeterministic.snapshot().len(),
+        "reloads": {
+            "ok": shared.reloads.ok.load(Relaxed),
+            "failed": shared.reloads.failed.load(Relaxed),
+            "last": shared.reloads.last(),
+        },
     }))
+}
+
+/// A JSON error with its HTTP status.
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// Mutating endpoints require `Authorization: Bearer <token>` when `admin.token_env` is set.
+fn authorized(state: &AdminState, headers: &HeaderMap) -> Result<(), Response> {
+    let config = state.shared.config.load();
+    let Some(token) = config.admin.token.as_deref() else {
+        return Ok(());
+    };
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        None => Err(error(
+            StatusCode::UNAUTHORIZED,
+            "this endpoint needs Authorization: Bearer <token> (admin.token_env)",
+        )),
+        Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => Ok(()),
+        Some(_) => Err(error(StatusCode::FORBIDDEN, "wrong admin token")),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn reload(State(state): State<Arc<AdminState>>, headers: HeaderMap) -> Response {
+    if let Err(denied) = authorized(&state, &headers) {
+        return denied;
+    }
+    match crate::reload::reload(&state.shared, crate::reload::Source::Api).await {
+        Ok(outcome) => Json(json!({ "reloaded": true, "outcome": outcome })).into_response(),
+        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+    }
 }
 
 async fn divergences(State(state): State<Arc<AdminState>>) -> Json<serde_json::Value> {

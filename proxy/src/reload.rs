@@ -1,0 +1,253 @@
+//! Configuration reload: from SIGHUP, from a change of the config file on disk (watched,
+//! debounced, and ignored when the content did not change), and from the admin API. A
+//! file that fails validation is rejected whole and the running configuration stays.
+//! Settings that cannot change while running (the listen and admin addresses and TLS
+//! files, the classifier's read-only function list) keep their running values and are
+//! reported as needing a restart.
+//!
+//! A reload changes what *new* sessions get (routing, limits, users, upstreams); sessions
+//! already open keep their primary.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use switchyard_config::Config;
+use tracing::{error, info, warn};
+
+use crate::state::Shared;
+
+/// What asked for a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    Signal,
+    File,
+    Api,
+}
+
+/// The outcome of the last reload, for `/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastReload {
+    pub at_unix_ms: u64,
+    pub source: Source,
+    pub ok: bool,
+    pub error: Option<String>,
+    /// Changed settings that only take effect after a restart.
+    pub restart_required: Vec<String>,
+    /// Routing generation after the reload.
+    pub generation: u64,
+}
+
+/// Reload bookkeeping shared by the triggers and the admin API.
+#[derive(Default)]
+pub struct Reloads {
+    pub generation: AtomicU64,
+    pub ok: AtomicU64,
+    pub failed: AtomicU64,
+    last: Mutex<Option<LastReload>>,
+    /// SHA-256 of the file content last loaded (or rejected), to ignore no-op file events.
+    last_digest: Mutex<Option<[u8; 32]>>,
+    /// Serialises reloads, so two triggers never interleave.
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl Reloads {
+    pub fn last(&self) -> Option<LastReload> {
+        self.last.lock().ok().and_then(|l| l.clone())
+    }
+
+    /// Remembers the content of the file the running configuration came from.
+    pub fn remember(&self, path: &Path) {
+        if let Some(d) = digest(path) {
+            if let Ok(mut last) = self.last_digest.lock() {
+                *last = Some(d);
+            }
+        }
+    }
+}
+
+fn digest(path: &Path) -> Option<[u8; 32]> {
+    std::fs::read(path)
+        .ok()
+        .map(|bytes| Sha256::digest(&bytes).into())
+}
+
+/// Why a reload was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("the running configuration was not loaded from a file")]
+    NoSource,
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Loads the configuration file again and, if it is valid, makes it the running one.
+pub async fn reload(shared: &Arc<Shared>, source: Source) -> Result<LastReload, ReloadError> {
+    let _serial = shared.reloads.lock.lock().await;
+    let old = shared.config.load_full();
+    let path: PathBuf = old.source.clone().ok_or(ReloadError::NoSource)?;
+    if let Some(d) = digest(&path) {
+        if let Ok(mut last) = shared.reloads.last_digest.lock() {
+            *last = Some(d);
+        }
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let mut new = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            let message = e.to_string();
+            error!(?source, file = %path.display(), error = %message, "reload rejected; the running configuration stays");
+            shared.reloads.failed.fetch_add(1, Ordering::Relaxed);
+            let outcome = LastReload {
+                at_unix_ms: now,
+                source,
+                ok: false,
+                error: Some(message.clone()),
+                restart_required: Vec::new(),
+                generation: shared.reloads.generation.load(Ordering::Relaxed),
+            };
+            if let Ok(mut last) = shared.reloads.last.lock() {
+                *last = Some(outcome);
+            }
+            return Err(ReloadError::Invalid(message));
+        }
+    };
+    let mut restart: Vec<String> = old
+        .restart_required(&new)
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    if old.mirror.read_only_functions != new.mirror.read_only_functions {
+        restart.push("mirror.read_only_functions".to_owned());
+    }
+    // What cannot change live keeps its running value, so the configuration shown is the
+    // one in effect.
+    new.listen = old.listen.clone();
+    new.admin = old.admin.clone();
+    new.mirror.read_only_functions = old.mirror.read_only_functions.clone();
+    new.mirror.journal_dir = old.mirror.journal_dir.clone();
+    if new.limits.max_clients > old.limits.max_clients {
+        shared
+            .client_slots
+            .add_permits(new.limits.max_clients - old.limits.max_clients);
+    } else if new.limits.max_clients < old.limits.max_clients {
+        // Sessions already open keep their slots; the limit applies as they close.
+        shared
+            .client_slots
+            .forget_permits(old.limits.max_clients - new.limits.max_clients);
+    }
+    let routing_changed = old.routing != new.routing;
+    let generation = if routing_changed {
+        shared.reloads.generation.fetch_add(1, Ordering::Relaxed) + 1
+    } else {
+        shared.reloads.generation.load(Ordering::Relaxed)
+    };
+    if routing_changed {
+        info!(
+            ?source,
+            generation,
+            primary = %new.routing.primary,
+            canary_percent = new.routing.canary_percent,
+            "routing changed; new sessions follow it"
+        );
+    }
+    shared.verifiers.clear();
+    shared.config.store(Arc::new(new));
+    shared.reloads.ok.fetch_add(1, Ordering::Relaxed);
+    if !restart.is_empty() {
+        warn!(keys = %restart.join(", "), "changed settings take effect only after a restart");
+    }
+    info!(?source, file = %path.display(), "configuration reloaded");
+    let outcome = LastReload {
+        at_unix_ms: now,
+        source,
+        ok: true,
+        error: None,
+        restart_required: restart,
+        generation,
+    };
+    if let Ok(mut last) = shared.reloads.last.lock() {
+        *last = Some(outcome.clone());
+    }
+    Ok(outcome)
+}
+
+/// Reloads on every SIGHUP until the task is dropped.
+pub async fn on_sighup(shared: Arc<Shared>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        error!("cannot install the SIGHUP handler; reload with POST /reload instead");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let _ = reload(&shared, Source::Signal).await;
+    }
+}
+
+/// How long the file must stay quiet before a change is acted upon (editors write in steps).
+const DEBOUNCE: Duration = Duration::from_millis(250);
+
+/// Watches the config file and reloads when its content changes, until the task is dropped.
+pub async fn watch_file(shared: Arc<Shared>) {
+    use notify::{RecursiveMode, Watcher};
+    let Some(path) = shared.config.load().source.clone() else {
+        return;
+    };
+    shared.reloads.remember(&path);
+    let Some(dir) = path.parent().map(Path::to_path_buf) else {
+        return;
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let file_name = path.file_name().map(|n| n.to_owned());
+    let mut watcher = match notify::recommended_watcher(
+        move |event: notify::Result<notify::Event>| {
+            if let Ok(event) = event {
+                if event
+                    .paths
+                    .iter()
+                    .any(|p| p.file_name().map(|n| n.to_owned()) == file_name)
+                {
+                    let _ = tx.send(());
+                }
+            }
+        },
+    ) {
+        Ok(w) => w,
+        Err(e) => {
+            warn!(error = %e, "cannot watch the config file; reload with SIGHUP or POST /reload");
+            return;
+        }
+    };
+    // The directory, not the file: editors and `mv` replace the file (a new inode).
+    if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
+        warn!(error = %e, dir = %dir.display(), "cannot watch the config directory");
+        return;
+    }
+    while rx.recv().await.is_some() {
+        // Debounce: wait until events stop for a moment.
+        loop {
+            match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
+                Ok(Some(())) => continue,
+                Ok(None) => return,
+                Err(_) => break,
+            }
+        }
+        let current = digest(&path);
+        let unchanged = shared
+            .reloads
+            .last_digest
+            .lock()
+            .map(|last| current.is_some() && *last == current)
+            .unwrap_or(false);
+        if current.is_none() || unchanged {
+            continue; // removed mid-rename, or rewritten with the same content
+        }
+        let _ = reload(&shared, Source::File).await;
+    }
+}
