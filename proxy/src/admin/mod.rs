@@ -94,23 +94,22 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-/// Mutating endpoints require `Authorization: Bearer <token>` when `admin.token_env` is set.
-fn authorized(state: &AdminState, headers: &HeaderMap) -> Result<(), Response> {
+/// Mutating endpoints require `Authorization: Bearer <token>` when `admin.token_env` is
+/// set. Returns the refusal to send, if the request is not authorized.
+fn refusal(state: &AdminState, headers: &HeaderMap) -> Option<Response> {
     let config = state.shared.config.load();
-    let Some(token) = config.admin.token.as_deref() else {
-        return Ok(());
-    };
+    let token = config.admin.token.as_deref()?;
     let given = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match given {
-        None => Err(error(
+        None => Some(error(
             StatusCode::UNAUTHORIZED,
             "this endpoint needs Authorization: Bearer <token> (admin.token_env)",
         )),
-        Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => Ok(()),
-        Some(_) => Err(error(StatusCode::FORBIDDEN, "wrong admin token")),
+        Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => None,
+        Some(_) => Some(error(StatusCode::FORBIDDEN, "wrong admin token")),
     }
 }
 
@@ -119,7 +118,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn reload(State(state): State<Arc<AdminState>>, headers: HeaderMap) -> Response {
-    if let Err(denied) = authorized(&state, &headers) {
+    if let Some(denied) = refusal(&state, &headers) {
         return denied;
     }
     match crate::reload::reload(&state.shared, crate::reload::Source::Api).await {
