@@ -165,6 +165,18 @@ fn serve(path: PathBuf, json_logs: bool) -> anyhow::Result<()> {
             }
             _ = terminate.recv() => tracing::info!("SIGTERM; shutting down"),
         }
+        let left = crate::mirror::settle_for_shutdown(
+            &shared,
+            std::time::Duration::from_secs(2),
+            std::time::Duration::from_secs(5),
+        )
+        .await;
+        if left > 0 {
+            tracing::error!(
+                units = left,
+                "shutting down with mirrored units neither applied nor journaled"
+            );
+        }
         if let Some(journal) = &shared.journal {
             journal.sync().context("cannot sync the journal")?;
         }

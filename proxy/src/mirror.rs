@@ -39,6 +39,8 @@ use crate::upstream::{self, Login};
 /// How long units left in flight on a stalled secondary may take before they are given
 /// up (and journaled: they may then be applied twice if the secondary was only slow).
 const IN_FLIGHT_GRACE: Duration = Duration::from_secs(600);
+/// At shutdown, how long units in flight may take to be answered before they are journaled.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Units written to the secondary in one pipelined batch, at most.
 const MAX_BATCH: usize = 256;
 const MAX_BATCH_BYTES: usize = 1 << 20;
@@ -104,9 +106,42 @@ enum Item {
     },
     /// Answered once everything queued before it has been handled.
     Drain(tokio::sync::oneshot::Sender<()>),
+    /// Trade connections with the session: see [`MirrorLink::swap`].
+    Swap(Box<SwapRequest>),
+}
+
+/// The session's primary connection, offered to the worker in exchange for its own.
+pub struct SwapRequest {
+    /// The upstream the offered connection goes to (the session's primary so far).
+    pub upstream: Upstream,
+    pub stream: Stream,
+    pub buf: BytesMut,
+    pub backend_pid: i32,
+    pub backend_secret: i32,
+    reply: tokio::sync::oneshot::Sender<Swapped>,
+}
+
+/// The worker's answer to a [`SwapRequest`].
+pub enum Swapped {
+    /// The worker's connection, to the secondary so far, which becomes the primary.
+    Moved {
+        stream: Stream,
+        buf: BytesMut,
+        backend_pid: i32,
+        backend_secret: i32,
+    },
+    /// The secondary is not in step (journaling, or a transaction open there): the session
+    /// keeps its primary. The offered connection comes back.
+    Refused {
+        stream: Stream,
+        buf: BytesMut,
+        reason: &'static str,
+    },
 }
 
 struct Control {
+    /// Set when switchyard shuts down: everything left goes to the journal.
+    stopping: Arc<AtomicBool>,
     depth: AtomicUsize,
     capacity: usize,
     /// Bytes of COPY data queued: bounded by [`COPY_QUEUE_MAX`] rather than counted as units.
@@ -120,12 +155,16 @@ impl Control {
     /// alone is not proof: it may be stale, from an overflow that has since drained.)
     async fn overflowed(&self) {
         loop {
+            let notified = self.overflow.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
             if self.depth.load(Ordering::Relaxed) > self.capacity
                 || self.copy_bytes.load(Ordering::Relaxed) > self.capacity * COPY_BYTES_PER_UNIT
+                || self.stopping.load(Ordering::Relaxed)
             {
                 return;
             }
-            self.overflow.notified().await;
+            notified.await;
         }
     }
 }
@@ -199,6 +238,28 @@ impl MirrorLink {
         let _ = rx.await;
     }
 
+    /// Offers the session's primary connection (to `upstream`) for the worker's secondary
+    /// connection, once everything queued before has been applied. Only when the secondary
+    /// is in step: not journaling, and no transaction open there.
+    pub async fn swap(
+        &self,
+        upstream: Upstream,
+        stream: Stream,
+        buf: BytesMut,
+        backend: (i32, i32),
+    ) -> Option<Swapped> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.send(Item::Swap(Box::new(SwapRequest {
+            upstream,
+            stream,
+            buf,
+            backend_pid: backend.0,
+            backend_secret: backend.1,
+            reply,
+        })));
+        answer.await.ok()
+    }
+
     /// Units queued and not yet handled.
     pub fn depth(&self) -> usize {
         self.control.depth.load(Ordering::Relaxed)
@@ -225,12 +286,14 @@ pub fn spawn(shared: Arc<Shared>, info: SessionInfo) -> MirrorLink {
     let (tx, rx) = mpsc::unbounded_channel();
     let capacity = shared.config.load().mirror.queue_capacity;
     let control = Arc::new(Control {
+        stopping: shared.mirror_workers.stopping.clone(),
         depth: AtomicUsize::new(0),
         capacity,
         copy_bytes: AtomicUsize::new(0),
         overflow: Notify::new(),
         journaling: AtomicBool::new(false),
     });
+    shared.mirror_workers.register(&control);
     let link = MirrorLink {
         tx,
         control: control.clone(),
@@ -265,6 +328,8 @@ struct Applied {
 struct Conn {
     stream: Stream,
     buf: BytesMut,
+    backend_pid: i32,
+    backend_secret: i32,
 }
 
 /// The COPY being streamed: where it stands on the secondary.
@@ -334,6 +399,8 @@ impl Worker {
                 self.conn = Some(Conn {
                     stream: c.stream,
                     buf: c.leftover,
+                    backend_pid: c.backend_pid,
+                    backend_secret: c.backend_secret,
                 })
             }
             Err(e) => self.start_journaling(&format!("cannot connect to the secondary: {e}")),
@@ -383,6 +450,45 @@ impl Worker {
         self.control.journaling.load(Ordering::Relaxed)
     }
 
+    fn swap(&mut self, request: SwapRequest) {
+        let refuse = if self.journaling() || self.conn.is_none() {
+            Some("the secondary is missing writes (they are in the journal)")
+        } else if !self.open_tx.is_empty() || self.copy.is_some() {
+            Some("a transaction is open on the secondary")
+        } else {
+            None
+        };
+        let answer = match (refuse, self.conn.take()) {
+            (None, Some(mine)) => {
+                self.conn = Some(Conn {
+                    stream: request.stream,
+                    buf: request.buf,
+                    backend_pid: request.backend_pid,
+                    backend_secret: request.backend_secret,
+                });
+                self.info.secondary = request.upstream;
+                Swapped::Moved {
+                    stream: mine.stream,
+                    buf: mine.buf,
+                    backend_pid: mine.backend_pid,
+                    backend_secret: mine.backend_secret,
+                }
+            }
+            (reason, mine) => {
+                self.conn = mine;
+                Swapped::Refused {
+                    stream: request.stream,
+                    buf: request.buf,
+                    reason: reason.unwrap_or("no secondary connection"),
+                }
+            }
+        };
+        if let Err(Swapped::Moved { stream, .. }) = request.reply.send(answer) {
+            // The session is gone: nothing to hand over to; close the connection.
+            drop(stream);
+        }
+    }
+
     fn start_journaling(&mut self, reason: &str) {
         if !self.control.journaling.swap(true, Ordering::Relaxed) {
             warn!(session = self.info.id, secondary = %self.info.secondary.name, reason, "mirror falls back to the journal");
@@ -398,6 +504,7 @@ impl Worker {
             Item::Drain(done) => {
                 let _ = done.send(());
             }
+            Item::Swap(request) => self.swap(*request),
             Item::Unit { seq, work } => self.units(vec![(seq, work)]).await,
             Item::CopyStart {
                 seq,
@@ -609,7 +716,17 @@ impl Worker {
     /// got an answer) is journaled; the connection is then closed, which rolls the open
     /// transaction back there.
     fn overflowed(&mut self, mut conn: Conn, mut outbox: VecDeque<Bytes>, in_flight: Vec<Applied>) {
-        self.start_journaling("the secondary fell behind by more than mirror.queue_capacity");
+        let reason = if self.control.stopping.load(Ordering::Relaxed) {
+            "switchyard is shutting down"
+        } else {
+            "the secondary fell behind by more than mirror.queue_capacity"
+        };
+        self.start_journaling(reason);
+        let grace = if self.control.stopping.load(Ordering::Relaxed) {
+            SHUTDOWN_GRACE
+        } else {
+            IN_FLIGHT_GRACE
+        };
         let mut open = std::mem::take(&mut self.open_tx);
         let journal = self.entry_template();
         self.journal_prelude();
@@ -633,10 +750,7 @@ impl Worker {
                 }
                 Ok::<(), std::io::Error>(())
             };
-            let settled = matches!(
-                tokio::time::timeout(IN_FLIGHT_GRACE, settle).await,
-                Ok(Ok(()))
-            );
+            let settled = matches!(tokio::time::timeout(grace, settle).await, Ok(Ok(())));
             for a in open.iter().chain(unanswered.as_slice()) {
                 journal.write(
                     &shared,
@@ -1078,4 +1192,55 @@ pub struct MirrorStats {
     pub unsettled: AtomicU64,
     /// Units queued for secondaries and not yet handled, over all sessions.
     pub queue_depth: Arc<std::sync::atomic::AtomicI64>,
+}
+
+/// Every session's worker, for shutdown.
+#[derive(Default)]
+pub struct Workers {
+    stopping: Arc<AtomicBool>,
+    controls: std::sync::Mutex<Vec<std::sync::Weak<Control>>>,
+}
+
+impl Workers {
+    fn register(&self, control: &Arc<Control>) {
+        if let Ok(mut controls) = self.controls.lock() {
+            controls.retain(|c| c.strong_count() > 0);
+            controls.push(Arc::downgrade(control));
+        }
+    }
+}
+
+/// Settles every session's mirror before the process exits: a moment to apply what is
+/// queued live, then everything left (queued, or in flight on a secondary that does not
+/// answer) goes to the journal, which is synced. Returns the units still unhandled when
+/// `limit` ran out (normally none).
+pub async fn settle_for_shutdown(shared: &Shared, live: Duration, limit: Duration) -> i64 {
+    let pending = || {
+        shared.mirror_stats.queue_depth.load(Ordering::Relaxed)
+            + shared.mirror_stats.unsettled.load(Ordering::Relaxed) as i64
+    };
+    let deadline = tokio::time::Instant::now() + live;
+    while pending() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if pending() > 0 {
+        info!(
+            units = pending(),
+            "shutting down: journaling what the secondaries have not applied yet"
+        );
+        shared
+            .mirror_workers
+            .stopping
+            .store(true, Ordering::Relaxed);
+        if let Ok(controls) = shared.mirror_workers.controls.lock() {
+            for c in controls.iter().filter_map(std::sync::Weak::upgrade) {
+                c.overflow.notify_one();
+            }
+        }
+        let deadline = tokio::time::Instant::now() + limit;
+        while pending() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    pending()
 }

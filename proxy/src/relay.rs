@@ -26,6 +26,23 @@ pub struct Flow {
     pub tx_status: AtomicU8,
     /// The primary sent a FATAL/PANIC error (so it reported its own disconnection).
     pub server_sent_fatal: AtomicBool,
+    /// A pump holds bytes it has read and not yet written on: the session must not be
+    /// rearranged under it.
+    pub client_busy: AtomicBool,
+    pub server_busy: AtomicBool,
+    /// Woken whenever the session may have reached a transaction boundary.
+    pub idle: tokio::sync::Notify,
+}
+
+impl Flow {
+    /// Nothing in flight, outside any transaction, and neither pump in the middle of a
+    /// write: the primary can be swapped without the client noticing.
+    pub fn at_boundary(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) == 0
+            && self.tx_status.load(Ordering::Relaxed) == b'I'
+            && !self.client_busy.load(Ordering::Relaxed)
+            && !self.server_busy.load(Ordering::Relaxed)
+    }
 }
 
 impl Default for Flow {
@@ -34,6 +51,9 @@ impl Default for Flow {
             in_flight: AtomicU32::new(0),
             tx_status: AtomicU8::new(b'I'),
             server_sent_fatal: AtomicBool::new(false),
+            client_busy: AtomicBool::new(false),
+            server_busy: AtomicBool::new(false),
+            idle: tokio::sync::Notify::new(),
         }
     }
 }
@@ -112,6 +132,7 @@ pub async fn client_to_server(
             flow.in_flight.fetch_add(requests, Ordering::Relaxed);
         }
         if consumed > 0 {
+            flow.client_busy.store(true, Ordering::Relaxed);
             let chunk = buf.split_to(consumed).freeze();
             if let Some(tracker) = tracker {
                 // Registered before the primary can answer, so answers find their unit.
@@ -120,6 +141,8 @@ pub async fn client_to_server(
             if let Err(e) = write(server, &chunk).await {
                 return ClientEnd::ServerWrite(e);
             }
+            flow.client_busy.store(false, Ordering::Relaxed);
+            flow.idle.notify_waiters();
         }
         if terminate {
             return ClientEnd::Terminate;
@@ -177,10 +200,13 @@ pub async fn server_to_client(
         let consumed = scan.consumed();
         let error = scan.error().cloned();
         if consumed > 0 {
+            flow.server_busy.store(true, Ordering::Relaxed);
             let chunk = buf.split_to(consumed);
             if let Err(e) = write(client, &chunk).await {
                 return ServerEnd::ClientWrite(e);
             }
+            flow.server_busy.store(false, Ordering::Relaxed);
+            flow.idle.notify_waiters();
         }
         if let Some(e) = error {
             return ServerEnd::Malformed(e);

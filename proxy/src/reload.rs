@@ -160,6 +160,9 @@ pub async fn reload(shared: &Arc<Shared>, source: Source) -> Result<LastReload, 
     }
     shared.verifiers.clear();
     shared.config.store(Arc::new(new));
+    if routing_changed {
+        shared.routing_watch.send_replace(generation);
+    }
     shared.reloads.ok.fetch_add(1, Ordering::Relaxed);
     if !restart.is_empty() {
         warn!(keys = %restart.join(", "), "changed settings take effect only after a restart");

@@ -18,7 +18,7 @@ use tracing::{debug, info, warn, Instrument};
 
 use crate::auth;
 use crate::cancel::CancelTarget;
-use crate::mirror::{self, SessionInfo};
+use crate::mirror::{self, SessionInfo, Swapped};
 use crate::relay::{self, ClientEnd, Flow, ServerEnd};
 use crate::sqlstate;
 use crate::startup::{self, Hello};
@@ -102,7 +102,11 @@ pub async fn run(
         return;
     };
 
-    let primary = choose_primary(&config, &startup, peer, id);
+    let bucket = routing_bucket(&config, &startup, peer, id);
+    let primary = config
+        .routing
+        .primary_for(bucket, &config.upstreams)
+        .to_owned();
     let span = tracing::info_span!(
         "session",
         id,
@@ -111,24 +115,30 @@ pub async fn run(
         client = %peer,
         primary = %primary,
     );
-    serve(shared, config, stream, startup, pending, primary, permit)
-        .instrument(span)
-        .await;
+    serve(
+        shared,
+        config,
+        stream,
+        startup,
+        pending,
+        (primary, bucket),
+        permit,
+    )
+    .instrument(span)
+    .await;
 }
 
-/// The session's routing key → bucket → primary (DESIGN.md "Routing").
-fn choose_primary(config: &Config, startup: &StartupMessage, peer: SocketAddr, id: u64) -> String {
+/// The session's sticky routing key → its bucket (DESIGN.md "Routing"). The bucket is fixed
+/// for the session's life; its primary is `routing.primary_for(bucket)` under the routing
+/// in force.
+fn routing_bucket(config: &Config, startup: &StartupMessage, peer: SocketAddr, id: u64) -> u8 {
     let key = match config.routing.sticky {
         Sticky::Session => format!("session:{id}:{}", std::process::id()),
         Sticky::ClientAddr => peer.ip().to_string(),
         Sticky::User => startup.user().to_owned(),
         Sticky::ApplicationName => startup.get("application_name").unwrap_or("").to_owned(),
     };
-    let bucket = switchyard_config::bucket(&key);
-    config
-        .routing
-        .primary_for(bucket, &config.upstreams)
-        .to_owned()
+    switchyard_config::bucket(&key)
 }
 
 async fn serve(
@@ -137,7 +147,7 @@ async fn serve(
     mut client: Stream,
     startup: StartupMessage,
     pending: BytesMut,
-    primary: String,
+    (primary, bucket): (String, u8),
     _permit: Option<OwnedSemaphorePermit>,
 ) {
     let Some(up) = config.upstream(&primary) else {
@@ -195,7 +205,8 @@ async fn serve(
         return;
     }
     info!(backend_pid = conn.backend_pid, "session started");
-    let _counted = crate::state::SessionCount::new(shared.clone(), &primary);
+    let mut counted = crate::state::SessionCount::new(shared.clone(), &primary);
+    let mut backend = (conn.backend_pid, conn.backend_secret);
 
     let tracker = mirror_tracker(&shared, &config, &startup, &primary, &login, id_of(&cancel));
     let max = config.limits.max_message_bytes;
@@ -205,10 +216,95 @@ async fn serve(
     let mut client_buf = pending;
     let mut server_buf = conn.leftover;
 
-    let end = tokio::select! {
-        end = relay::client_to_server(&mut client_r, &mut client_buf, &mut server_w, max, &flow, tracker.as_ref()) => Ok(end),
-        end = relay::server_to_client(&mut server_r, &mut server_buf, &mut client_w, max, &flow, tracker.as_ref()) => Err(end),
+    let mut current = primary;
+    let mut routing = shared.routing_watch.subscribe();
+    let mut refused_generation: Option<u64> = None;
+    let end = loop {
+        let wants_move = wait_for_move(
+            &shared,
+            &mut routing,
+            bucket,
+            &current,
+            refused_generation,
+            &flow,
+            tracker.as_ref(),
+        );
+        let step = tokio::select! {
+            end = relay::client_to_server(&mut client_r, &mut client_buf, &mut server_w, max, &flow, tracker.as_ref()) => Step::End(Ok(end)),
+            end = relay::server_to_client(&mut server_r, &mut server_buf, &mut client_w, max, &flow, tracker.as_ref()) => Step::End(Err(end)),
+            target = wants_move => Step::Move(target),
+        };
+        let target = match step {
+            Step::End(end) => break end,
+            Step::Move(target) => target,
+        };
+        // At a transaction boundary, nothing in flight: the client's next message waits in
+        // its socket while the session changes primary.
+        let generation = *routing.borrow();
+        let Some(link) = tracker.as_ref().map(|t| t.link()) else {
+            continue;
+        };
+        let latest = shared.config.load_full();
+        let timeout = Duration::from_millis(latest.routing.cutover_timeout_ms);
+        if tokio::time::timeout(timeout, link.drained()).await.is_err() {
+            warn!(to = %target, "the mirror did not catch up within routing.cutover_timeout_ms; the session keeps its primary");
+            refused_generation = Some(generation);
+            continue;
+        }
+        let (Some(old_up), Some(new_up)) = (
+            latest.upstream(&current).cloned(),
+            latest.upstream(&target).cloned(),
+        ) else {
+            refused_generation = Some(generation);
+            continue;
+        };
+        let Some(stream) = crate::stream::unsplit(server_r, server_w) else {
+            warn!("cannot reassemble the primary connection; ending the session");
+            return;
+        };
+        match link
+            .swap(old_up, stream, std::mem::take(&mut server_buf), backend)
+            .await
+        {
+            Some(Swapped::Moved {
+                stream,
+                buf,
+                backend_pid,
+                backend_secret,
+            }) => {
+                (server_r, server_w) = stream.split();
+                server_buf = buf;
+                backend = (backend_pid, backend_secret);
+                cancel.set_targets(vec![CancelTarget {
+                    host: new_up.host.clone(),
+                    port: new_up.port,
+                    pid: backend_pid,
+                    secret: backend_secret,
+                }]);
+                drop(counted);
+                counted = crate::state::SessionCount::new(shared.clone(), &target);
+                tracing::Span::current().record("primary", target.as_str());
+                info!(from = %current, to = %target, generation, "session moved to its new primary");
+                shared.session_moves.fetch_add(1, Ordering::Relaxed);
+                current = target;
+            }
+            Some(Swapped::Refused {
+                stream,
+                buf,
+                reason,
+            }) => {
+                (server_r, server_w) = stream.split();
+                server_buf = buf;
+                refused_generation = Some(generation);
+                warn!(to = %target, reason, "the session keeps its primary");
+            }
+            None => {
+                warn!("the mirror worker is gone; ending the session");
+                return;
+            }
+        }
     };
+    let primary = current;
 
     let in_flight = flow.in_flight.load(Ordering::Relaxed) > 0;
     match end {
@@ -247,6 +343,59 @@ async fn serve(
         }
     }
     info!("session ended");
+}
+
+enum Step {
+    End(Result<ClientEnd, ServerEnd>),
+    Move(String),
+}
+
+/// Resolves with the session's new primary once routing says it should move and the
+/// session is at a transaction boundary. Sessions without a mirror never move: their
+/// session state exists only on their primary.
+async fn wait_for_move(
+    shared: &Shared,
+    routing: &mut tokio::sync::watch::Receiver<u64>,
+    bucket: u8,
+    current: &str,
+    refused_generation: Option<u64>,
+    flow: &Flow,
+    tracker: Option<&Tracker>,
+) -> String {
+    let Some(tracker) = tracker else {
+        return std::future::pending().await;
+    };
+    loop {
+        let generation = *routing.borrow_and_update();
+        let config = shared.config.load();
+        let desired = config
+            .routing
+            .primary_for(bucket, &config.upstreams)
+            .to_owned();
+        if desired != current && refused_generation != Some(generation) {
+            loop {
+                let notified = flow.idle.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if flow.at_boundary() && tracker.idle() {
+                    return desired;
+                }
+                tokio::select! {
+                    () = &mut notified => {}
+                    changed = routing.changed() => {
+                        if changed.is_err() {
+                            return std::future::pending().await;
+                        }
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        if routing.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
 }
 
 fn id_of(cancel: &crate::cancel::CancelHandle) -> u64 {

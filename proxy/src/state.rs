@@ -31,6 +31,12 @@ pub struct Shared {
     pub mirror_stats: MirrorStats,
     pub divergences: Divergences,
     pub nondeterministic: NonDeterministic,
+    /// Every session's mirror worker, for shutdown.
+    pub mirror_workers: crate::mirror::Workers,
+    /// Sessions moved from one primary to the other since start.
+    pub session_moves: AtomicU64,
+    /// The routing generation, for sessions waiting to move when routing changes.
+    pub routing_watch: tokio::sync::watch::Sender<u64>,
     /// Reload bookkeeping: generation, counts, the last outcome.
     pub reloads: crate::reload::Reloads,
     /// Live sessions by their current primary.
@@ -66,6 +72,9 @@ impl Shared {
             volatile_defaults: dashmap::DashMap::new(),
             sessions_by_primary: dashmap::DashMap::new(),
             reloads: crate::reload::Reloads::default(),
+            routing_watch: tokio::sync::watch::Sender::new(0),
+            session_moves: AtomicU64::new(0),
+            mirror_workers: crate::mirror::Workers::default(),
             config: ArcSwap::from_pointee(config),
             tls: ArcSwapOption::from(acceptor.map(Arc::new)),
             cancels: Arc::new(CancelRegistry::default()),

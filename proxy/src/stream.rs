@@ -46,6 +46,21 @@ impl Stream {
     }
 }
 
+/// Puts the two halves of one stream back together (`None` if they are not from the same
+/// kind of stream, which callers never do).
+pub fn unsplit(read: ReadHalf, write: WriteHalf) -> Option<Stream> {
+    match (read, write) {
+        (ReadHalf::Plain(r), WriteHalf::Plain(w)) => r.reunite(w).ok().map(Stream::Plain),
+        (ReadHalf::ServerTls(r), WriteHalf::ServerTls(w)) => {
+            Some(Stream::ServerTls(Box::new(r.unsplit(w))))
+        }
+        (ReadHalf::ClientTls(r), WriteHalf::ClientTls(w)) => {
+            Some(Stream::ClientTls(Box::new(r.unsplit(w))))
+        }
+        _ => None,
+    }
+}
+
 /// The reading half of a [`Stream`].
 pub enum ReadHalf {
     Plain(OwnedReadHalf),

@@ -83,6 +83,14 @@ impl Tracker {
         &self.link
     }
 
+    /// No unit is open or awaiting its answer.
+    pub fn idle(&self) -> bool {
+        self.inner
+            .lock()
+            .map(|i| i.units.is_empty())
+            .unwrap_or(false)
+    }
+
     /// A chunk of complete client frames on its way to the primary. Consecutive CopyData
     /// frames of a streaming COPY are handed to the worker as one slice of the chunk.
     pub fn on_client_chunk(&self, chunk: &Bytes, max: usize) {

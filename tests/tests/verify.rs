@@ -704,8 +704,28 @@ fn after_pgbench_through_the_mirror_only_history_mtime_differs_and_ignoring_it_i
         sy.port(),
         &["-c", "4", "-j", "2", "-T", "4", "-M", "prepared"],
     );
-    // The sessions are over; stopping switchyard lets every mirrored write land.
+    // The sessions are over; stopping switchyard lets every mirrored write land, live or
+    // in the journal (on a busy machine green may have fallen behind): settle as an
+    // operator would before verifying.
     sy.stop();
+    let status = Command::new(switchyard_bin())
+        .args(["journal", "status", "--json", "--config"])
+        .arg(sy.config_path())
+        .output()
+        .expect("journal status");
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status JSON");
+    if status["pending"].as_u64().unwrap_or(0) > 0 {
+        let replay = Command::new(switchyard_bin())
+            .args(["journal", "replay", "--config"])
+            .arg(sy.config_path())
+            .output()
+            .expect("journal replay");
+        assert!(
+            replay.status.success(),
+            "{}",
+            String::from_utf8_lossy(&replay.stderr)
+        );
+    }
 
     let out = verify(&dbs.config(), &["--json", "--recheck-after-ms", "100"]);
     assert_eq!(
