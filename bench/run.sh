@@ -24,8 +24,9 @@
 #   WORKLOADS="select-only tpcb-like"  TARGETS="direct pgbouncer switchyard switchyard-mirror"
 #   LATENCY_ITERATIONS=20000  LATENCY_WARMUP=2000  (LATENCY_ITERATIONS=0 skips it)
 #   IDLE_SESSIONS=1000  MEM_TARGETS="switchyard switchyard-mirror pgbouncer" (IDLE_SESSIONS=0 skips)
-#   THROUGHPUT=1  (0 skips pgbench)  PORT_BASE=57400  RESULTS_FILE=bench/RESULTS.md
-#   RESULTS_NOTE="free text added to the section"
+#   THROUGHPUT=1  (0 skips pgbench)  PORT_BASE=24700  RESULTS_FILE=bench/RESULTS.md
+#   RESULTS_NOTE="free text added to the section"  LOGS_DIR=/some/dir (keeps the logs and
+#   raw TSVs of the run; the temp dir is removed on exit)
 #
 # Results: printed, and written as the section "## Side by side: direct, pgbouncer,
 # switchyard (bench/run.sh)" of bench/RESULTS.md (replacing an older section of that
@@ -47,7 +48,8 @@ LATENCY_WARMUP="${LATENCY_WARMUP:-2000}"
 IDLE_SESSIONS="${IDLE_SESSIONS:-1000}"
 MEM_TARGETS="${MEM_TARGETS:-switchyard switchyard-mirror pgbouncer}"
 THROUGHPUT="${THROUGHPUT:-1}"
-PORT_BASE="${PORT_BASE:-57400}"
+# Below the ephemeral port range (32768-60999), where outgoing connections could hold our ports.
+PORT_BASE="${PORT_BASE:-24700}"
 SCALE=10
 HEADING="## Side by side: direct, pgbouncer, switchyard (bench/run.sh)"
 
@@ -124,11 +126,12 @@ declare -A PORT=(
 )
 declare -A PID=()
 
-wait_port() { # port
-    for _ in $(seq 1 100); do
+wait_port() { # port [log]
+    for _ in $(seq 1 300); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
         sleep 0.1
     done
+    [ -n "${2:-}" ] && tail -20 "$2" >&2
     sy_die "nothing listens on 127.0.0.1:$1"
 }
 
@@ -219,7 +222,8 @@ EOF
 as_pg bash -c 'ulimit -n "$(ulimit -Hn)"; exec "$0" "$@"' "$PGBOUNCER" "$WORK/pgbouncer.ini" \
     >"$WORK/pgbouncer.out" 2>&1 &
 PIDS+=("$!")
-for t in switchyard switchyard-mirror pgbouncer; do wait_port "${PORT[$t]}"; done
+for t in switchyard switchyard-mirror; do wait_port "${PORT[$t]}" "$WORK/$t.log"; done
+wait_port "${PORT[pgbouncer]}" "$WORK/pgbouncer.out"
 PID[pgbouncer]="$(cat "$WORK/pgbouncer.pid")"
 
 url() { echo "host=127.0.0.1 port=${PORT[$1]} user=app password=app-secret dbname=app"; }
@@ -344,6 +348,20 @@ col() { # file field target [extra awk condition on $2..]
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a/b }'; }
 kib() { awk -v k="$1" 'BEGIN{printf "%.1f MiB", k/1024}'; }
 
+# The journal fallbacks of switchyard-mirror by reason (over the whole script: the idle
+# sessions of the memory step included).
+journal_reasons() {
+    local reasons
+    reasons="$(sed 's/\x1b\[[0-9;]*m//g' "$WORK/switchyard-mirror.log" | grep 'falls back to the journal' |
+        grep -oP 'reason=("[^"]*"|\S+)' | sort | uniq -c | sort -rn || true)"
+    if [ -n "$reasons" ]; then
+        echo "Journal fallbacks by reason (whole run, memory step included):"
+        echo
+        awk '{n = $1; $1 = ""; sub(/^ /, ""); printf "- %s × %s\n", n, $0}' <<<"$reasons"
+        echo
+    fi
+}
+
 report() {
     echo "$HEADING"
     echo
@@ -403,6 +421,7 @@ report() {
         failed="$(awk -F'\t' '{s+=$10} END{print s+0}' "$RUNS")"
         echo "Failed transactions over all runs: $failed. Sessions of switchyard-mirror that fell back to the journal: $(grep -c 'falls back to the journal' "$WORK/switchyard-mirror.log" || true)."
         echo
+        journal_reasons
     fi
 
     if [ -s "$LAT" ]; then
@@ -449,7 +468,12 @@ targets_check() {
     if [ -s "$RUNS" ] && has switchyard; then
         v="$(awk -F'\t' '$1=="switchyard" && $2=="select-only" && $8!="-" {print $8}' "$RUNS" | sort -g | tail -1)"
         if [ -n "$v" ]; then
-            echo "- Proxy CPU per select-only transaction ≤ 10 µs: worst cell $v µs — $(awk -v v="$v" 'BEGIN{ if (v <= 10) print "met"; else printf "missed by %.2f µs (%.1fx the target)", v-10, v/10 }')."
+            local pb=""
+            if has pgbouncer; then
+                pb="$(awk -F'\t' '$1=="pgbouncer" && $2=="select-only" && $8!="-" {print $8}' "$RUNS" | sort -g | tail -1)"
+                pb=" (pgbouncer's worst cell on the same machine: $pb µs)"
+            fi
+            echo "- Proxy CPU per select-only transaction ≤ 10 µs: worst cell $v µs — $(awk -v v="$v" 'BEGIN{ if (v <= 10) print "met"; else printf "missed by %.2f µs (%.1fx the target)", v-10, v/10 }')$pb."
         fi
         if has pgbouncer; then
             local win=0 total=0 worst=""
@@ -488,6 +512,10 @@ targets_check() {
     fi
 }
 
+if [ -n "${LOGS_DIR:-}" ]; then
+    mkdir -p "$LOGS_DIR"
+    cp "$WORK"/*.log "$WORK"/*.tsv "$WORK"/*.toml "$WORK"/pgbouncer.ini "$LOGS_DIR"/ 2>/dev/null || true
+fi
 REPORT="$WORK/report.md"
 report >"$REPORT"
 sy_step "results"

@@ -73,6 +73,27 @@ impl Outcome {
     }
 }
 
+/// What non-determinism reporting needs of a unit, kept while the unit itself is applied.
+struct Note {
+    ok: bool,
+    fingerprint: String,
+    summary: String,
+    volatile: Vec<String>,
+    inserts_into: Vec<String>,
+}
+
+impl Note {
+    fn of(w: &UnitWork) -> Note {
+        Note {
+            ok: w.expect.error.is_none(),
+            fingerprint: w.fingerprint.clone(),
+            summary: w.summary.clone(),
+            volatile: w.volatile.clone(),
+            inserts_into: w.inserts_into.clone(),
+        }
+    }
+}
+
 /// A unit the secondary must replay, as decided by the session's tracker.
 pub struct UnitWork {
     pub frames: Vec<Bytes>,
@@ -516,8 +537,8 @@ impl Worker {
         }
     }
 
-    fn note_volatile(&self, work: &UnitWork, defaults: Vec<String>) {
-        if (work.volatile.is_empty() && defaults.is_empty()) || work.expect.error.is_some() {
+    fn note_volatile(&self, work: &Note, defaults: Vec<String>) {
+        if (work.volatile.is_empty() && defaults.is_empty()) || !work.ok {
             return;
         }
         let mut reasons = work.volatile.clone();
@@ -557,6 +578,27 @@ impl Worker {
                 table.replace('\'', "''")
             );
             match query_rows(conn, &sql).await {
+                Ok(Some(rows)) if rows.is_empty() => {
+                    // No defaults at all, or no such table (yet): cache only the former.
+                    let exists = format!(
+                        "SELECT 1 WHERE to_regclass('{}') IS NOT NULL",
+                        table.replace('\'', "''")
+                    );
+                    match query_rows(conn, &exists).await {
+                        Ok(Some(found)) if !found.is_empty() => {
+                            self.shared
+                                .volatile_defaults
+                                .insert(table.clone(), Vec::new());
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            self.lost_secondary(&format!(
+                                "connection to the secondary failed: {e}"
+                            ));
+                            break;
+                        }
+                    }
+                }
                 Ok(Some(rows)) => {
                     let volatile: Vec<String> = rows
                         .into_iter()
@@ -601,10 +643,20 @@ impl Worker {
 
     /// Applies a batch of units on the secondary (pipelined), or journals them.
     async fn units(&mut self, batch: Vec<(u64, UnitWork)>) {
-        for (_, work) in &batch {
-            let defaults = self.volatile_defaults(&work.inserts_into).await;
-            self.note_volatile(work, defaults);
+        // Non-determinism is noted after the batch: the tables it creates exist by then.
+        let notes: Vec<Note> = batch
+            .iter()
+            .filter(|(_, w)| !w.volatile.is_empty() || !w.inserts_into.is_empty())
+            .map(|(_, w)| Note::of(w))
+            .collect();
+        self.apply_units(batch).await;
+        for note in notes {
+            let defaults = self.volatile_defaults(&note.inserts_into).await;
+            self.note_volatile(&note, defaults);
         }
+    }
+
+    async fn apply_units(&mut self, batch: Vec<(u64, UnitWork)>) {
         let Some(mut conn) = self.conn.take().filter(|_| !self.journaling()) else {
             for (seq, w) in batch {
                 self.journal_unit(seq, &w.frames, &w.expect.tags, w.txn, &w.summary);

@@ -25,6 +25,7 @@ pub mod proxy;
 pub mod raw;
 pub mod server_user;
 pub mod tls;
+pub mod tools;
 
 pub use client::{connect, psql};
 pub use env::TwoDbs;

@@ -4,7 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use switchyard_tests::{client, http, pg::pg_bin, PgCluster, Switchyard, TwoDbs};
+use switchyard_tests::tools::{failed_transactions, pgbench};
+use switchyard_tests::{client, http, PgCluster, Switchyard, TwoDbs};
 
 fn mirrored(dbs: &TwoDbs, edit: impl FnOnce(&mut toml_edit::DocumentMut)) -> Switchyard {
     let mut doc = dbs.config();
@@ -60,38 +61,6 @@ fn metric(sy: &Switchyard, name: &str) -> f64 {
         .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
-}
-
-fn pgbench(port: u16, args: &[&str]) -> String {
-    let out = std::process::Command::new(pg_bin("pgbench"))
-        .args(args)
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-U",
-            "app",
-            "app",
-        ])
-        .env("PGPASSWORD", "app-secret")
-        .output()
-        .expect("run pgbench");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "pgbench {args:?} failed:\n{text}");
-    text
-}
-
-fn failed_transactions(out: &str) -> u64 {
-    out.lines()
-        .find_map(|l| l.strip_prefix("number of failed transactions: "))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no failed-transaction count in:\n{out}"))
 }
 
 fn assert_pgbench_tables_identical(dbs: &TwoDbs) {
@@ -219,10 +188,7 @@ async fn session_state_transactions_errors_and_copy_are_mirrored_exactly() {
     assert_eq!(divergences["total"], 0, "{divergences}");
     let mut sy = sy;
     sy.stop();
-    if journal_status(&sy)["pending"].as_u64().unwrap_or(0) > 0 {
-        eprintln!("the secondary fell behind; replaying the journal");
-        replay(&sy);
-    }
+    sy.replay_pending_journal();
     let items = converge(&dbs, "items", "*", "id");
     assert!(items.starts_with("21:"), "{items}");
     let big = converge(&dbs, "big", "*", "id");
@@ -273,36 +239,6 @@ async fn a_row_missing_on_the_secondary_makes_the_update_counts_diverge() {
     );
 }
 
-fn replay(sy: &Switchyard) -> String {
-    let out = std::process::Command::new(switchyard_tests::switchyard_bin())
-        .args(["journal", "replay", "--config"])
-        .arg(sy.config_path())
-        .output()
-        .expect("run switchyard journal replay");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "journal replay failed:\n{text}");
-    text
-}
-
-fn journal_status(sy: &Switchyard) -> serde_json::Value {
-    let out = std::process::Command::new(switchyard_tests::switchyard_bin())
-        .args(["journal", "status", "--json", "--config"])
-        .arg(sy.config_path())
-        .output()
-        .expect("run switchyard journal status");
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "journal status is not JSON ({e}): {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
 /// Runs pgbench through switchyard while `fault` breaks the secondary, then `heal`s it,
 /// replays the journal, and checks that both databases hold the same data.
 fn secondary_fault_loses_nothing(
@@ -332,14 +268,14 @@ fn secondary_fault_loses_nothing(
     assert!(metric(&sy, "switchyard_mirror_units_journaled_total") > 0.0);
     assert_eq!(metric(&sy, "switchyard_mirror_units_lost_total"), 0.0);
     sy.stop();
-    let status = journal_status(&sy);
+    let status = sy.journal_status();
     assert!(
         status["pending"].as_u64().unwrap_or(0) > 0,
         "the missed writes are in the journal: {status}"
     );
-    replay(&sy);
+    sy.journal_replay();
     assert_pgbench_tables_identical(&dbs);
-    let after = journal_status(&sy);
+    let after = sy.journal_status();
     assert_eq!(after["pending"], 0, "{after}");
 }
 

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt, TryStreamExt};
 use switchyard_tests::raw::{query, RawClient};
+use switchyard_tests::tools::{failed_transactions, pgbench, processed_transactions};
 use switchyard_tests::{client, connect, Switchyard, TwoDbs};
 
 fn start() -> (TwoDbs, Switchyard) {
@@ -391,49 +392,15 @@ fn psql_runs_a_script_with_the_same_output_as_direct() {
     assert!(through.contains("5|four"), "{through}");
 }
 
-fn pgbench(args: &[&str], connstr_port: u16) -> String {
-    let out = std::process::Command::new(switchyard_tests::pg::pg_bin("pgbench"))
-        .args(args)
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &connstr_port.to_string(),
-            "-U",
-            "app",
-            "app",
-        ])
-        .env("PGPASSWORD", "app-secret")
-        .output()
-        .expect("run pgbench");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "pgbench {args:?} failed:\n{text}");
-    text
-}
-
 #[test]
 fn pgbench_in_simple_extended_and_prepared_modes_has_no_failed_transaction() {
     let (_dbs, sy) = start();
-    pgbench(&["-i", "-s", "1", "-q"], sy.port());
+    pgbench(sy.port(), &["-i", "-s", "1", "-q"]);
     for mode in ["simple", "extended", "prepared"] {
-        let out = pgbench(&["-c", "8", "-j", "2", "-T", "10", "-M", mode], sy.port());
-        let processed = out
-            .lines()
-            .find_map(|l| l.strip_prefix("number of transactions actually processed: "))
-            .and_then(|v| v.split('/').next())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or_else(|| panic!("no transaction count in:\n{out}"));
+        let out = pgbench(sy.port(), &["-c", "8", "-j", "2", "-T", "10", "-M", mode]);
+        let processed = processed_transactions(&out);
         assert!(processed > 0, "{mode}: nothing processed:\n{out}");
-        let failed = out
-            .lines()
-            .find_map(|l| l.strip_prefix("number of failed transactions: "))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or_else(|| panic!("no failed count in:\n{out}"));
+        let failed = failed_transactions(&out);
         assert_eq!(failed, 0, "{mode}: failed transactions:\n{out}");
     }
 }

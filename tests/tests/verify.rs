@@ -673,34 +673,12 @@ fn mirrored_switchyard(dbs: &TwoDbs) -> switchyard_tests::Switchyard {
     switchyard_tests::Switchyard::start(&doc.to_string())
 }
 
-fn pgbench_through(port: u16, args: &[&str]) {
-    let out = std::process::Command::new(switchyard_tests::pg::pg_bin("pgbench"))
-        .args(args)
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-U",
-            "app",
-            "app",
-        ])
-        .env("PGPASSWORD", "app-secret")
-        .output()
-        .expect("run pgbench");
-    assert!(
-        out.status.success(),
-        "pgbench {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn after_pgbench_through_the_mirror_only_history_mtime_differs_and_ignoring_it_is_consistent() {
     let dbs = TwoDbs::start();
     let mut sy = mirrored_switchyard(&dbs);
-    pgbench_through(sy.port(), &["-i", "-s", "1", "-q"]);
-    pgbench_through(
+    switchyard_tests::tools::pgbench(sy.port(), &["-i", "-s", "1", "-q"]);
+    switchyard_tests::tools::pgbench(
         sy.port(),
         &["-c", "4", "-j", "2", "-T", "4", "-M", "prepared"],
     );
@@ -708,24 +686,7 @@ fn after_pgbench_through_the_mirror_only_history_mtime_differs_and_ignoring_it_i
     // in the journal (on a busy machine green may have fallen behind): settle as an
     // operator would before verifying.
     sy.stop();
-    let status = Command::new(switchyard_bin())
-        .args(["journal", "status", "--json", "--config"])
-        .arg(sy.config_path())
-        .output()
-        .expect("journal status");
-    let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status JSON");
-    if status["pending"].as_u64().unwrap_or(0) > 0 {
-        let replay = Command::new(switchyard_bin())
-            .args(["journal", "replay", "--config"])
-            .arg(sy.config_path())
-            .output()
-            .expect("journal replay");
-        assert!(
-            replay.status.success(),
-            "{}",
-            String::from_utf8_lossy(&replay.stderr)
-        );
-    }
+    sy.replay_pending_journal();
 
     let out = verify(&dbs.config(), &["--json", "--recheck-after-ms", "100"]);
     assert_eq!(
