@@ -188,8 +188,11 @@ fn init_logging(config: &Config, json_logs: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(config.logging.level.clone()));
+    use std::io::IsTerminal;
+    // Colour only for a person at a terminal: a log file gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if json_logs || config.logging.format == LogFormat::Json {
         builder.json().init();
