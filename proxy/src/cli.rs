@@ -46,6 +46,8 @@ enum Command {
     },
     /// Compare the two upstreams table by table.
     Verify(crate::verify::VerifyArgs),
+    /// Look at and change a running switchyard through its admin API.
+    Ctl(crate::ctl::CtlArgs),
 }
 
 #[derive(Subcommand)]
@@ -114,6 +116,7 @@ pub fn main() -> ExitCode {
             }
         }
         Command::Verify(args) => crate::verify::run(args),
+        Command::Ctl(args) => crate::ctl::run(args),
         Command::Serve { config, json_logs } => match serve(config, json_logs) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod cancel;
 pub mod classify;
 pub mod cli;
+pub mod ctl;
 pub mod divergence;
 pub mod journal;
 pub mod listener;

@@ -1,5 +1,7 @@
-//! The admin HTTP API on `admin.address`. It only reads shared state or asks for a reload;
-//! it never reaches into a session.
+//! The admin HTTP API on `admin.address`. It only reads shared state or asks for a reload
+//! (a routing change is a reload of the file it writes); it never reaches into a session.
+
+pub mod routing;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -35,6 +37,7 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener) {
         .route("/divergences", get(divergences))
         .route("/metrics", get(metrics))
         .route("/reload", axum::routing::post(reload))
+        .route("/routing", axum::routing::post(post_routing))
         .with_state(state);
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "admin API stopped");
@@ -155,4 +158,33 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> impl axum::response::I
         )],
         state.metrics.render(&state.shared),
     )
+}
+
+async fn post_routing(
+    State(state): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(denied) = refusal(&state, &headers) {
+        return denied;
+    }
+    let change: routing::RoutingChange = match serde_json::from_slice(&body) {
+        Ok(c) => c,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                "invalid body: {e}; expected {{\"primary\": \"NAME\", \"canary_percent\": 0..100}}"
+            ),
+            )
+        }
+    };
+    match routing::apply(&state.shared, change).await {
+        Ok(outcome) => Json(json!({ "changed": true, "outcome": outcome })).into_response(),
+        Err(e @ routing::RoutingError::Invalid(_)) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e @ routing::RoutingError::Backlog { .. }) => {
+            error(StatusCode::CONFLICT, e.to_string())
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
