@@ -404,3 +404,67 @@ fn pgbench_in_simple_extended_and_prepared_modes_has_no_failed_transaction() {
         assert_eq!(failed, 0, "{mode}: failed transactions:\n{out}");
     }
 }
+
+/// A FunctionCall message ('F', the fast-path interface) of `int4pl(a, b)`, binary
+/// arguments and result.
+fn function_call_int4pl(a: i32, b: i32) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&177i32.to_be_bytes()); // pg_proc oid of int4pl
+    body.extend_from_slice(&1i16.to_be_bytes()); // one format code for all arguments...
+    body.extend_from_slice(&1i16.to_be_bytes()); // ...binary
+    body.extend_from_slice(&2i16.to_be_bytes());
+    for v in [a, b] {
+        body.extend_from_slice(&4i32.to_be_bytes());
+        body.extend_from_slice(&v.to_be_bytes());
+    }
+    body.extend_from_slice(&1i16.to_be_bytes()); // binary result
+    switchyard_tests::raw::message(b'F', &body)
+}
+
+#[test]
+fn a_function_call_message_is_answered_as_directly() {
+    let (_dbs, sy) = start();
+    let mut raw = RawClient::connect(sy.port());
+    raw.startup(&[("user", "trustuser"), ("database", "app")]);
+    raw.read_until_ready();
+    raw.send(&function_call_int4pl(40, 2));
+    let reply = raw.read_until_ready();
+    let (_, v) = reply
+        .iter()
+        .find(|(t, _)| *t == b'V')
+        .unwrap_or_else(|| panic!("no FunctionCallResponse in {reply:?}"));
+    assert_eq!(&v[..4], &4i32.to_be_bytes(), "a 4-byte result");
+    assert_eq!(i32::from_be_bytes([v[4], v[5], v[6], v[7]]), 42);
+    assert_eq!(reply.last().map(|m| m.0), Some(b'Z'));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_are_one_object_per_line_with_the_session_span() {
+    let dbs = TwoDbs::start();
+    let mut doc = dbs.config();
+    doc["logging"]["format"] = toml_edit::value("json");
+    let sy = Switchyard::start(&doc.to_string());
+    let c = connect(&app(&sy)).await;
+    c.query_one("select 1", &[]).await.unwrap();
+    drop(c);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let logs = sy.logs();
+        let lines: Vec<serde_json::Value> = logs
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect();
+        let started = lines
+            .iter()
+            .find(|l| l["fields"]["message"] == "session started");
+        if let Some(line) = started {
+            assert_eq!(line["span"]["user"], "app", "{line}");
+            assert_eq!(line["span"]["primary"], "blue", "{line}");
+            assert!(!logs.contains("app-secret"), "no password in the logs");
+            return;
+        }
+        assert!(Instant::now() < deadline, "no session line in:\n{logs}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
