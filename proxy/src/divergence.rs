@@ -128,6 +128,15 @@ impl NonDeterministic {
         }
     }
 
+    /// Distinct statement fingerprints seen.
+    pub fn len(&self) -> usize {
+        self.seen.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Fingerprint → (count, reasons).
     pub fn snapshot(&self) -> HashMap<String, (u64, Vec<String>)> {
         self.seen.lock().map(|m| m.clone()).unwrap_or_default()

@@ -70,8 +70,7 @@ fn record(shared: &Shared) {
     gauge!("switchyard_mirror_queue_depth").set(m.queue_depth.load(Ordering::Relaxed) as f64);
     gauge!("switchyard_mirror_unsettled_sessions").set(m.unsettled.load(Ordering::Relaxed) as f64);
     counter!("switchyard_divergences_total").absolute(shared.divergences.total());
-    gauge!("switchyard_nondeterministic_statements")
-        .set(shared.nondeterministic.snapshot().len() as f64);
+    gauge!("switchyard_nondeterministic_statements").set(shared.nondeterministic.len() as f64);
     if let Some(journal) = &shared.journal {
         counter!("switchyard_journal_entries_written_total").absolute(journal.entries_written());
         counter!("switchyard_journal_bytes_written_total").absolute(journal.bytes_written());

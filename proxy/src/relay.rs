@@ -132,7 +132,11 @@ pub async fn client_to_server(
             flow.in_flight.fetch_add(requests, Ordering::Relaxed);
         }
         if consumed > 0 {
-            flow.client_busy.store(true, Ordering::Relaxed);
+            // Only a session with a mirror can move, so only it keeps boundary bookkeeping.
+            let movable = tracker.is_some();
+            if movable {
+                flow.client_busy.store(true, Ordering::Relaxed);
+            }
             let chunk = buf.split_to(consumed).freeze();
             if let Some(tracker) = tracker {
                 // Registered before the primary can answer, so answers find their unit.
@@ -141,8 +145,10 @@ pub async fn client_to_server(
             if let Err(e) = write(server, &chunk).await {
                 return ClientEnd::ServerWrite(e);
             }
-            flow.client_busy.store(false, Ordering::Relaxed);
-            flow.idle.notify_waiters();
+            if movable {
+                flow.client_busy.store(false, Ordering::Relaxed);
+                flow.idle.notify_waiters();
+            }
         }
         if terminate {
             return ClientEnd::Terminate;
@@ -200,13 +206,18 @@ pub async fn server_to_client(
         let consumed = scan.consumed();
         let error = scan.error().cloned();
         if consumed > 0 {
-            flow.server_busy.store(true, Ordering::Relaxed);
+            let movable = tracker.is_some();
+            if movable {
+                flow.server_busy.store(true, Ordering::Relaxed);
+            }
             let chunk = buf.split_to(consumed);
             if let Err(e) = write(client, &chunk).await {
                 return ServerEnd::ClientWrite(e);
             }
-            flow.server_busy.store(false, Ordering::Relaxed);
-            flow.idle.notify_waiters();
+            if movable {
+                flow.server_busy.store(false, Ordering::Relaxed);
+                flow.idle.notify_waiters();
+            }
         }
         if let Some(e) = error {
             return ServerEnd::Malformed(e);

@@ -23,7 +23,7 @@ use crate::relay::{self, ClientEnd, Flow, ServerEnd};
 use crate::sqlstate;
 use crate::startup::{self, Hello};
 use crate::state::Shared;
-use crate::stream::{Stream, WriteHalf};
+use crate::stream::{close_with, Stream, WriteHalf};
 use crate::track::Tracker;
 use crate::upstream::{self, Login, UpstreamError};
 
@@ -323,7 +323,7 @@ async fn serve(
             };
             info!(error = %message, "client sent a malformed message; closing");
             let reply = backend::error_response("FATAL", sqlstate::PROTOCOL_VIOLATION, &message);
-            close_half(&mut client_w, &reply).await;
+            close_with(&mut client_w, &reply).await;
             if in_flight {
                 cancel_in_flight(&cancel.targets()).await;
             }
@@ -456,7 +456,7 @@ async fn lost_primary(client: &mut WriteHalf, primary: &str, flow: &Flow) {
         sqlstate::CONNECTION_FAILURE,
         &format!("server closed the connection unexpectedly (upstream {primary})"),
     );
-    close_half(client, &reply).await;
+    close_with(client, &reply).await;
 }
 
 async fn cancel_in_flight(targets: &[CancelTarget]) {
@@ -470,18 +470,4 @@ async fn cancel_in_flight(targets: &[CancelTarget]) {
 async fn terminate(server: &mut WriteHalf) {
     let _ = server.write_all(&[b'X', 0, 0, 0, 4]).await;
     let _ = server.shutdown().await;
-}
-
-async fn close_with(stream: &mut Stream, reply: &[u8]) {
-    if !reply.is_empty() {
-        let _ = stream.write_all(reply).await;
-        let _ = stream.flush().await;
-    }
-    let _ = stream.shutdown().await;
-}
-
-async fn close_half(w: &mut WriteHalf, reply: &[u8]) {
-    let _ = w.write_all(reply).await;
-    let _ = w.flush().await;
-    let _ = w.shutdown().await;
 }

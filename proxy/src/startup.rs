@@ -48,9 +48,7 @@ impl StartupFailure {
     /// Sends the reply (if any) and closes the connection.
     pub async fn close(mut self) {
         if let (Some(stream), Some(reply)) = (self.stream.as_mut(), self.reply.as_ref()) {
-            let _ = stream.write_all(reply).await;
-            let _ = stream.flush().await;
-            let _ = stream.shutdown().await;
+            crate::stream::close_with(stream, reply).await;
         }
     }
 }

@@ -46,6 +46,17 @@ impl Stream {
     }
 }
 
+/// Sends a last message (an ErrorResponse, or nothing when `reply` is empty), then closes
+/// the writing side. Errors are ignored: the peer may already be gone.
+pub async fn close_with<W: AsyncWrite + Unpin>(w: &mut W, reply: &[u8]) {
+    use tokio::io::AsyncWriteExt;
+    if !reply.is_empty() {
+        let _ = w.write_all(reply).await;
+        let _ = w.flush().await;
+    }
+    let _ = w.shutdown().await;
+}
+
 /// Puts the two halves of one stream back together (`None` if they are not from the same
 /// kind of stream, which callers never do).
 pub fn unsplit(read: ReadHalf, write: WriteHalf) -> Option<Stream> {

@@ -80,6 +80,14 @@ pub struct Login<'a> {
 }
 
 impl<'a> Login<'a> {
+    /// The password, for an upstream (`name`) that asked for one.
+    fn password(&self, name: &str) -> Result<&'a str, UpstreamError> {
+        self.password.ok_or_else(|| UpstreamError::NoPassword {
+            name: name.to_owned(),
+            user: self.user.to_owned(),
+        })
+    }
+
     fn startup_message(&self, up: &Upstream) -> BytesMut {
         let database = up.database.as_deref().unwrap_or(self.database);
         let mut params: Vec<(&str, &str)> = vec![("user", self.user), ("database", database)];
@@ -165,19 +173,13 @@ async fn connect_inner(
         match parsed {
             Message::AuthenticationOk => {}
             Message::AuthenticationCleartextPassword => {
-                let password = login.password.ok_or_else(|| UpstreamError::NoPassword {
-                    name: name(),
-                    user: login.user.to_owned(),
-                })?;
+                let password = login.password(&up.name)?;
                 send_password(&mut stream, password.as_bytes())
                     .await
                     .map_err(io)?;
             }
             Message::AuthenticationMd5Password(body) => {
-                let password = login.password.ok_or_else(|| UpstreamError::NoPassword {
-                    name: name(),
-                    user: login.user.to_owned(),
-                })?;
+                let password = login.password(&up.name)?;
                 let hash = postgres_protocol::authentication::md5_hash(
                     login.user.as_bytes(),
                     password.as_bytes(),
@@ -188,10 +190,7 @@ async fn connect_inner(
                     .map_err(io)?;
             }
             Message::AuthenticationSasl(body) => {
-                let password = login.password.ok_or_else(|| UpstreamError::NoPassword {
-                    name: name(),
-                    user: login.user.to_owned(),
-                })?;
+                let password = login.password(&up.name)?;
                 let mut offers_scram = false;
                 let mut mechanisms = body.mechanisms();
                 while let Some(m) = fallible_iterator::FallibleIterator::next(&mut mechanisms)

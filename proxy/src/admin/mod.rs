@@ -83,7 +83,7 @@ async fn status(State(state): State<Arc<AdminState>>) -> Json<serde_json::Value>
             "journal_entries_written": shared.journal.as_ref().map(|j| j.entries_written()),
         },
         "divergences": shared.divergences.total(),
-        "non_deterministic_statements": shared.nondeterministic.snapshot().len(),
+        "non_deterministic_statements": shared.nondeterministic.len(),
         "reloads": {
             "ok": shared.reloads.ok.load(Relaxed),
             "failed": shared.reloads.failed.load(Relaxed),
