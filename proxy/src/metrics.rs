@@ -71,6 +71,30 @@ fn record(shared: &Shared) {
     gauge!("switchyard_mirror_unsettled_sessions").set(m.unsettled.load(Ordering::Relaxed) as f64);
     counter!("switchyard_divergences_total").absolute(shared.divergences.total());
     gauge!("switchyard_nondeterministic_statements").set(shared.nondeterministic.len() as f64);
+    let sh = &shared.mismatches.stats;
+    for (result, n) in [
+        ("match", &sh.matched),
+        ("mismatch", &sh.mismatched),
+        ("skipped", &sh.skipped),
+        ("error", &sh.errors),
+    ] {
+        counter!("switchyard_shadow_reads_total", "result" => result)
+            .absolute(n.load(Ordering::Relaxed));
+    }
+    counter!("switchyard_shadow_reads_sampled_total").absolute(sh.sampled.load(Ordering::Relaxed));
+    for (status, n) in [
+        ("confirmed", &sh.confirmed),
+        ("vanished", &sh.vanished),
+        ("unverified", &sh.unverified),
+    ] {
+        counter!("switchyard_shadow_mismatches_settled_total", "status" => status)
+            .absolute(n.load(Ordering::Relaxed));
+    }
+    for entry in sh.skipped_by_reason.iter() {
+        counter!("switchyard_shadow_reads_skipped_total", "reason" => *entry.key())
+            .absolute(*entry.value());
+    }
+    gauge!("switchyard_shadow_reads_percent").set(f64::from(config.shadow_reads.percent));
     if let Some(journal) = &shared.journal {
         counter!("switchyard_journal_entries_written_total").absolute(journal.entries_written());
         counter!("switchyard_journal_bytes_written_total").absolute(journal.bytes_written());

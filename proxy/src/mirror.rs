@@ -16,6 +16,9 @@
 //! in the order the primary committed them, whatever order they were appended in. Before
 //! the first journaled unit of a session, its session state (SET, PREPARE, named
 //! statements) is journaled as a prelude so the units can run on a fresh connection.
+//!
+//! Sampled reads (shadow reads) go through the same queue, so they run on the secondary
+//! after the session's earlier writes; see [`crate::shadow`].
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -30,8 +33,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, Notify};
 use tracing::{debug, info, warn};
 
+use crate::diff::{self, Rules, TableNames, Verdict};
 use crate::divergence::Divergence;
 use crate::journal::{EntryKind, JournalEntry};
+use crate::mismatch::{Mismatch, Status as MismatchStatus};
+use crate::shadow::{self, Recheck, ShadowWork, Target};
 use crate::state::Shared;
 use crate::stream::Stream;
 use crate::upstream::{self, Login};
@@ -125,6 +131,8 @@ enum Item {
         outcome: Outcome,
         txn: Option<u64>,
     },
+    /// A sampled read to run on the secondary and compare.
+    Shadow(Box<ShadowWork>),
     /// Answered once everything queued before it has been handled.
     Drain(tokio::sync::oneshot::Sender<()>),
     /// Trade connections with the session: see [`MirrorLink::swap`].
@@ -169,6 +177,8 @@ struct Control {
     copy_bytes: AtomicUsize,
     overflow: Notify,
     journaling: AtomicBool,
+    /// Shadow reads queued and not yet run.
+    shadow_pending: AtomicUsize,
 }
 
 impl Control {
@@ -252,6 +262,20 @@ impl MirrorLink {
         self.send(Item::CopyEnd { outcome, txn });
     }
 
+    /// Queues a sampled read for the secondary.
+    pub fn shadow(&self, work: ShadowWork) {
+        self.control.shadow_pending.fetch_add(1, Ordering::Relaxed);
+        self.send(Item::Shadow(Box::new(work)));
+    }
+
+    /// Whether the worker can take another shadow read now: it is mirroring (not
+    /// journaling) and not behind on the shadow reads already queued.
+    pub fn shadow_ready(&self) -> bool {
+        !self.journaling()
+            && self.control.shadow_pending.load(Ordering::Relaxed) < crate::shadow::MAX_PENDING
+            && self.depth() < self.capacity / 2
+    }
+
     /// Waits until everything queued so far has been applied or journaled.
     pub async fn drained(&self) {
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -298,6 +322,10 @@ pub struct SessionInfo {
     pub secondary: Upstream,
     pub user: String,
     pub password: Option<String>,
+    /// The client's user name and configured password: what a fresh connection to an
+    /// upstream without its own `user`/`password` logs in with (shadow-read re-checks).
+    pub client_user: String,
+    pub client_password: Option<String>,
     pub database: String,
     pub params: Vec<(String, String)>,
 }
@@ -313,6 +341,7 @@ pub fn spawn(shared: Arc<Shared>, info: SessionInfo) -> MirrorLink {
         copy_bytes: AtomicUsize::new(0),
         overflow: Notify::new(),
         journaling: AtomicBool::new(false),
+        shadow_pending: AtomicUsize::new(0),
     });
     shared.mirror_workers.register(&control);
     let link = MirrorLink {
@@ -332,6 +361,8 @@ pub fn spawn(shared: Arc<Shared>, info: SessionInfo) -> MirrorLink {
         prelude: Vec::new(),
         prelude_journaled: false,
         copy: None,
+        status: b'I',
+        tables: TableNames::new(),
     };
     tokio::spawn(worker.run());
     link
@@ -346,11 +377,12 @@ struct Applied {
     summary: String,
 }
 
-struct Conn {
-    stream: Stream,
-    buf: BytesMut,
-    backend_pid: i32,
-    backend_secret: i32,
+/// A connection the worker talks to (its secondary, or a re-check's).
+pub(crate) struct Conn {
+    pub(crate) stream: Stream,
+    pub(crate) buf: BytesMut,
+    pub(crate) backend_pid: i32,
+    pub(crate) backend_secret: i32,
 }
 
 /// The COPY being streamed: where it stands on the secondary.
@@ -400,6 +432,10 @@ struct Worker {
     prelude: Vec<(u64, Vec<Bytes>, String)>,
     prelude_journaled: bool,
     copy: Option<CopyState>,
+    /// The secondary connection's transaction status after the last answer.
+    status: u8,
+    /// Table names of the secondary, by OID, for `shadow_reads.ignore_columns`.
+    tables: TableNames,
 }
 
 struct SecondaryResult {
@@ -488,6 +524,9 @@ impl Worker {
                     backend_secret: request.backend_secret,
                 });
                 self.info.secondary = request.upstream;
+                self.status = b'I';
+                // OIDs are per database.
+                self.tables.clear();
                 Swapped::Moved {
                     stream: mine.stream,
                     buf: mine.buf,
@@ -534,6 +573,7 @@ impl Worker {
             } => self.copy_start(seq, frames, summary).await,
             Item::CopyData(frame) => self.copy_data(frame).await,
             Item::CopyEnd { outcome, txn } => self.copy_end(outcome, txn).await,
+            Item::Shadow(work) => self.shadow(*work).await,
         }
     }
 
@@ -734,6 +774,7 @@ impl Worker {
                 self.prelude.push((seq, p, work.summary.clone()));
             }
         }
+        self.status = result.status;
         if result.status == b'I' {
             self.open_tx.clear();
         } else {
@@ -1031,6 +1072,7 @@ impl Worker {
                 if outcome.error.is_none() && !outcome.agrees_with(&r.outcome) {
                     self.record_divergence(&state.summary, outcome, r.outcome);
                 }
+                self.status = r.status;
                 if r.status == b'I' {
                     self.open_tx.clear();
                 }
@@ -1039,6 +1081,141 @@ impl Worker {
                 "connection to the secondary failed after COPY: {e}"
             )),
         }
+    }
+
+    /// Runs a sampled read on the secondary, compares its answer with the primary's, and
+    /// reports a mismatch (re-checked later on both upstreams).
+    async fn shadow(&mut self, work: ShadowWork) {
+        self.control.shadow_pending.fetch_sub(1, Ordering::Relaxed);
+        self.shadow_compare(work).await;
+        self.shared
+            .mismatches
+            .stats
+            .completed
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    async fn shadow_compare(&mut self, work: ShadowWork) {
+        let stats = &self.shared.mismatches.stats;
+        if self.journaling() || self.conn.is_none() || self.copy.is_some() {
+            stats.skip("secondary not in step");
+            return;
+        }
+        if self.status == b'E' {
+            stats.skip("transaction failed on the secondary");
+            return;
+        }
+        let config = self.shared.config.load_full();
+        let settings = &config.shadow_reads;
+        let rules = Rules {
+            ordered: work.ordered,
+            ignore: settings.ignore_columns.clone(),
+            float_tolerance: settings.float_tolerance,
+        };
+        let frames = shadow::secondary_frames(
+            &work.frames,
+            self.status != b'I',
+            settings.statement_timeout_ms,
+        );
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        let control = self.control.clone();
+        let mut tables = std::mem::take(&mut self.tables);
+        let lookup = rules.needs_table_names().then_some(&mut tables);
+        let step = tokio::select! {
+            r = shadow::run(&mut conn, &frames, settings.max_rows, lookup) => Some(r),
+            () = control.overflowed() => None,
+        };
+        self.tables = tables;
+        let answer = match step {
+            Some(Ok(answer)) => answer,
+            Some(Err(e)) => {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+                self.lost_secondary(&format!(
+                    "connection to the secondary failed during a shadow read: {e}"
+                ));
+                return;
+            }
+            None => {
+                // Writes queued up behind a slow read: the read is abandoned with the
+                // connection (which rolls back what it held open), and they are journaled.
+                stats.skip("secondary fell behind");
+                drop(conn);
+                self.lost_secondary(
+                    "the secondary fell behind by more than mirror.queue_capacity during a shadow read",
+                );
+                return;
+            }
+        };
+        self.conn = Some(conn);
+        self.status = answer.status;
+        if answer.wrapper_failed {
+            stats.skip("could not wrap the read on the secondary");
+            return;
+        }
+        let difference = match diff::compare(&work.primary, &answer.capture, &rules, &self.tables) {
+            Verdict::Match => {
+                stats.matched.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Verdict::Skipped(reason) => {
+                stats.skip(reason);
+                return;
+            }
+            Verdict::Mismatch(d) => d,
+        };
+        let primary_name = config.other_upstream(&self.info.secondary.name).to_owned();
+        warn!(
+            session = self.info.id,
+            fingerprint = %work.fingerprint,
+            statement = %work.summary,
+            kind = difference.kind,
+            detail = %difference.detail,
+            "shadow read differs on the secondary; re-checking"
+        );
+        let mismatch = Mismatch {
+            id: 0,
+            at_ms: 0,
+            session: self.info.id,
+            primary: primary_name.clone(),
+            secondary: self.info.secondary.name.clone(),
+            fingerprint: work.fingerprint,
+            statement: work.summary,
+            parameters: work.parameters,
+            status: MismatchStatus::Pending,
+            recheck: None,
+            difference: *difference,
+        };
+        let id = self.shared.mismatches.record(mismatch.clone());
+        let target = |up: &Upstream| Target {
+            upstream: up.clone(),
+            user: up
+                .user
+                .clone()
+                .unwrap_or_else(|| self.info.client_user.clone()),
+            password: up
+                .password
+                .clone()
+                .or_else(|| self.info.client_password.clone()),
+        };
+        let Some(primary) = config.upstream(&primary_name) else {
+            return;
+        };
+        let recheck = Recheck {
+            id,
+            mismatch,
+            frames: work.frames,
+            prelude: self.prelude.iter().map(|(_, f, _)| f.clone()).collect(),
+            primary: target(primary),
+            secondary: target(&self.info.secondary),
+            database: self.info.database.clone(),
+            params: self.info.params.clone(),
+            rules,
+            tables: self.tables.clone(),
+            primary_failed: work.primary.error.is_some(),
+        };
+        tokio::spawn(recheck.run(self.shared.clone()));
     }
 
     fn record_divergence(&self, summary: &str, primary: Outcome, secondary: Outcome) {
@@ -1142,7 +1319,7 @@ fn is_volatile_default(expr: &str) -> bool {
 
 /// Runs a catalog query on the secondary between mirrored units: the first column of each
 /// row, or `None` when the query failed there (its error is consumed).
-async fn query_rows(conn: &mut Conn, sql: &str) -> std::io::Result<Option<Vec<String>>> {
+pub(crate) async fn query_rows(conn: &mut Conn, sql: &str) -> std::io::Result<Option<Vec<String>>> {
     let mut msg = BytesMut::with_capacity(sql.len() + 6);
     msg.extend_from_slice(b"Q");
     msg.extend_from_slice(&((sql.len() + 5) as i32).to_be_bytes());
@@ -1186,7 +1363,7 @@ async fn write_outbox(stream: &mut Stream, outbox: &mut VecDeque<Bytes>) -> std:
     stream.flush().await
 }
 
-async fn read_frame(conn: &mut Conn) -> std::io::Result<(u8, Bytes)> {
+pub(crate) async fn read_frame(conn: &mut Conn) -> std::io::Result<(u8, Bytes)> {
     loop {
         match split_frame(&mut conn.buf, MAX_SECONDARY_MESSAGE) {
             Ok(Some(f)) => return Ok((f.tag, f.bytes)),

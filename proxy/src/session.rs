@@ -20,6 +20,7 @@ use crate::auth;
 use crate::cancel::CancelTarget;
 use crate::mirror::{self, SessionInfo, Swapped};
 use crate::relay::{self, ClientEnd, Flow, ServerEnd};
+use crate::shadow::Sampler;
 use crate::sqlstate;
 use crate::startup::{self, Hello};
 use crate::state::Shared;
@@ -430,7 +431,9 @@ fn mirror_tracker(
             .user
             .clone()
             .unwrap_or_else(|| startup.user().to_owned()),
-        password: secondary.password.clone().or(client_password),
+        password: secondary.password.clone().or(client_password.clone()),
+        client_user: startup.user().to_owned(),
+        client_password,
         database: login.database.to_owned(),
         params: startup
             .params
@@ -441,7 +444,8 @@ fn mirror_tracker(
         secondary,
     };
     let link = mirror::spawn(shared.clone(), info);
-    Some(Tracker::new(shared.classifier.clone(), link))
+    let sampler = Sampler::new(config.shadow_reads.seed, session);
+    Some(Tracker::new(shared.clone(), link, sampler))
 }
 
 /// Tells the client its server connection is gone, unless the server already said so

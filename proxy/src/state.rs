@@ -30,6 +30,10 @@ pub struct Shared {
     pub mirror_seq: Arc<AtomicU64>,
     pub mirror_stats: MirrorStats,
     pub divergences: Divergences,
+    /// What shadow reads found.
+    pub mismatches: crate::mismatch::Mismatches,
+    /// Shadow-read re-checks allowed to run at once.
+    pub shadow_rechecks: Arc<Semaphore>,
     pub nondeterministic: NonDeterministic,
     /// Every session's mirror worker, for shutdown.
     pub mirror_workers: crate::mirror::Workers,
@@ -68,6 +72,8 @@ impl Shared {
             mirror_seq: Arc::new(AtomicU64::new(seq_start)),
             mirror_stats: MirrorStats::default(),
             divergences: Divergences::default(),
+            mismatches: crate::mismatch::Mismatches::default(),
+            shadow_rechecks: Arc::new(Semaphore::new(crate::shadow::RECHECKS_AT_ONCE)),
             nondeterministic: NonDeterministic::default(),
             volatile_defaults: dashmap::DashMap::new(),
             sessions_by_primary: dashmap::DashMap::new(),

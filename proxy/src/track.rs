@@ -10,7 +10,10 @@
 //! - a COMMIT that the primary answered with ROLLBACK (the transaction had failed) is
 //!   mirrored as ROLLBACK, so the secondary discards the transaction too;
 //! - COPY FROM STDIN streams to the secondary as the data arrives, and is finished there
-//!   with CopyDone or CopyFail according to the primary's outcome.
+//!   with CopyDone or CopyFail according to the primary's outcome;
+//! - a read sampled for shadowing (`shadow_reads.percent`) has the primary's answer
+//!   captured as it streams to the client (row digests, the first rows verbatim), and is
+//!   queued for the worker with its frames once it completes.
 //!
 //! Both pumps of a session call in here, one per direction; the lock is never held across
 //! an await, and it is uncontended (both pumps run on the session's task).
@@ -23,8 +26,21 @@ use switchyard_protocol::backend::{command_tag, ErrorFields};
 use switchyard_protocol::frame::FrameScan;
 use switchyard_protocol::frontend::{Bind, Close, Execute, Parse, Query};
 
-use crate::classify::{Classification, Classifier, Kind, TxnControl};
+use crate::classify::{Classification, Kind, TxnControl};
+use crate::diff::Capture;
 use crate::mirror::{MirrorLink, Outcome, UnitWork};
+use crate::shadow::{self, Sampler, ShadowWork};
+use crate::state::Shared;
+
+/// Whether a unit's answer is being captured for a shadow read.
+#[derive(Default)]
+enum Shadowing {
+    /// Decided at the unit's first answer frame.
+    #[default]
+    Undecided,
+    Off,
+    On(Box<Capture>),
+}
 
 /// One request cycle of the session, from its first message to the primary's ReadyForQuery.
 #[derive(Default)]
@@ -45,6 +61,7 @@ struct Unit {
     parses_ok: usize,
     /// COPY FROM STDIN data is being streamed to the secondary.
     streaming: bool,
+    shadow: Shadowing,
 }
 
 #[derive(Default)]
@@ -59,8 +76,9 @@ struct Inner {
 /// The per-session tracker. See the module docs.
 pub struct Tracker {
     inner: Mutex<Inner>,
-    classifier: Arc<Classifier>,
+    shared: Arc<Shared>,
     link: MirrorLink,
+    sampler: Sampler,
 }
 
 fn write_like(c: &Classification) -> bool {
@@ -68,14 +86,15 @@ fn write_like(c: &Classification) -> bool {
 }
 
 impl Tracker {
-    pub fn new(classifier: Arc<Classifier>, link: MirrorLink) -> Self {
+    pub fn new(shared: Arc<Shared>, link: MirrorLink, sampler: Sampler) -> Self {
         Self {
             inner: Mutex::new(Inner {
                 tx_status: b'I',
                 ..Inner::default()
             }),
-            classifier,
+            shared,
             link,
+            sampler,
         }
     }
 
@@ -144,9 +163,9 @@ impl Tracker {
         match tag {
             b'Q' => {
                 let cls = match Query::parse(body) {
-                    Ok(q) => self.classifier.classify(q.sql),
+                    Ok(q) => self.shared.classifier.classify(q.sql),
                     // Unreadable text (e.g. not UTF-8): when in doubt it is a write.
-                    Err(_) => self.classifier.classify("\u{0}unparseable"),
+                    Err(_) => self.shared.classifier.classify("\u{0}unparseable"),
                 };
                 unit.mirror |= write_like(&cls);
                 unit.commits |= is_commit(&cls);
@@ -155,7 +174,7 @@ impl Tracker {
             }
             b'P' => {
                 if let Ok(p) = Parse::parse(body) {
-                    let cls = self.classifier.classify(p.sql);
+                    let cls = self.shared.classifier.classify(p.sql);
                     if !p.statement.is_empty() {
                         unit.mirror = true;
                         unit.named_parses.push(unit.frames.len());
@@ -227,9 +246,16 @@ impl Tracker {
             }
             return;
         }
+        let tx_status = inner.tx_status;
         let Some(unit) = inner.units.front_mut() else {
             return;
         };
+        if let Shadowing::Undecided = unit.shadow {
+            unit.shadow = self.decide_shadow(unit, tx_status);
+        }
+        if let Shadowing::On(capture) = &mut unit.shadow {
+            capture.on_frame(tag, frame);
+        }
         match tag {
             b'C' => {
                 if let Ok(t) = command_tag(body) {
@@ -253,7 +279,69 @@ impl Tracker {
         }
     }
 
+    /// Whether the unit's answer is captured for a shadow read: a read (nothing to mirror,
+    /// no volatile function) outside a failed transaction, sampled, while the worker keeps
+    /// up.
+    fn decide_shadow(&self, unit: &Unit, tx_status: u8) -> Shadowing {
+        if unit.mirror
+            || unit.statements.is_empty()
+            || tx_status == b'E'
+            || !unit.statements.iter().all(|c| c.kind == Kind::Read)
+        {
+            return Shadowing::Off;
+        }
+        let config = self.shared.config.load();
+        let settings = &config.shadow_reads;
+        if !self.sampler.sample(settings.percent) {
+            return Shadowing::Off;
+        }
+        let stats = &self.shared.mismatches.stats;
+        if unit.statements.iter().any(|c| !c.volatile.is_empty()) {
+            stats.skip("non-deterministic read");
+            return Shadowing::Off;
+        }
+        if !self.link.shadow_ready() {
+            stats.skip("secondary behind");
+            return Shadowing::Off;
+        }
+        Shadowing::On(Box::new(Capture::new(settings.max_rows)))
+    }
+
+    /// Queues a completed, captured read for the worker.
+    fn send_shadow(&self, unit: &mut Unit, capture: Capture) {
+        let stats = &self.shared.mismatches.stats;
+        if !unit.statements.iter().all(|c| c.kind == Kind::Read) {
+            return;
+        }
+        if !shadow::self_contained(&unit.frames) {
+            stats.skip("refers to a portal or statement of an earlier read");
+            return;
+        }
+        stats
+            .sampled
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log_parameters = self.shared.config.load().shadow_reads.log_parameters;
+        self.link.shadow(ShadowWork {
+            parameters: log_parameters.then(|| shadow::parameters(&unit.frames)),
+            frames: std::mem::take(&mut unit.frames),
+            primary: capture,
+            ordered: unit.statements.iter().all(|c| c.ordered),
+            fingerprint: unit
+                .statements
+                .first()
+                .map(|c| c.fingerprint.clone())
+                .unwrap_or_default(),
+            summary: summary(&unit.statements),
+        });
+    }
+
     fn finish(&self, mut unit: Unit, txn: Option<u64>) {
+        if let Shadowing::On(capture) = std::mem::take(&mut unit.shadow) {
+            if !unit.mirror {
+                self.send_shadow(&mut unit, *capture);
+                return;
+            }
+        }
         let outcome = Outcome {
             tags: std::mem::take(&mut unit.tags),
             error: unit.error.take(),

@@ -35,6 +35,7 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener) {
     let app = Router::new()
         .route("/status", get(status))
         .route("/divergences", get(divergences))
+        .route("/mismatches", get(mismatches))
         .route("/metrics", get(metrics))
         .route("/reload", axum::routing::post(reload))
         .route("/routing", axum::routing::post(post_routing))
@@ -83,6 +84,7 @@ async fn status(State(state): State<Arc<AdminState>>) -> Json<serde_json::Value>
             "journal_entries_written": shared.journal.as_ref().map(|j| j.entries_written()),
         },
         "divergences": shared.divergences.total(),
+        "shadow_reads": shadow_summary(shared, config.shadow_reads.percent),
         "non_deterministic_statements": shared.nondeterministic.len(),
         "reloads": {
             "ok": shared.reloads.ok.load(Relaxed),
@@ -147,6 +149,52 @@ async fn divergences(State(state): State<Arc<AdminState>>) -> Json<serde_json::V
                 "reasons": reasons,
             }))
             .collect::<Vec<_>>(),
+    }))
+}
+
+/// Shadow-read counters, for `/status` and `/mismatches`.
+fn shadow_summary(shared: &Shared, percent: u8) -> serde_json::Value {
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = &shared.mismatches.stats;
+    let skipped: serde_json::Map<String, serde_json::Value> = s
+        .skipped_by_reason
+        .iter()
+        .map(|e| (e.key().to_string(), json!(*e.value())))
+        .collect();
+    json!({
+        "percent": percent,
+        "sampled": s.sampled.load(Relaxed),
+        "completed": s.completed.load(Relaxed),
+        "matched": s.matched.load(Relaxed),
+        "mismatched": s.mismatched.load(Relaxed),
+        "confirmed": s.confirmed.load(Relaxed),
+        "vanished": s.vanished.load(Relaxed),
+        "unverified": s.unverified.load(Relaxed),
+        "skipped": s.skipped.load(Relaxed),
+        "skipped_by_reason": skipped,
+        "errors": s.errors.load(Relaxed),
+        "noise_rate": s.noise_rate(),
+    })
+}
+
+async fn mismatches(State(state): State<Arc<AdminState>>) -> Json<serde_json::Value> {
+    let shared = &state.shared;
+    let percent = shared.config.load().shadow_reads.percent;
+    Json(json!({
+        "counts": shadow_summary(shared, percent),
+        "by_fingerprint": shared
+            .mismatches
+            .by_fingerprint()
+            .into_iter()
+            .map(|(fingerprint, c)| json!({
+                "fingerprint": fingerprint,
+                "statement": c.statement,
+                "mismatches": c.mismatches,
+                "confirmed": c.confirmed,
+                "vanished": c.vanished,
+            }))
+            .collect::<Vec<_>>(),
+        "recent": shared.mismatches.recent(),
     }))
 }
 
