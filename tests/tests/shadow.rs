@@ -485,3 +485,64 @@ fn pgbench_with_every_read_shadowed_confirms_nothing() {
     let divergences = http::get(sy.admin_port(), "/divergences").json();
     assert_eq!(divergences["total"], 0, "{divergences}");
 }
+
+/// Noise control against real servers: a table-qualified ignored column (its table name
+/// looked up on the secondary) and a float tolerance hide differences they name and no
+/// others; with `log_parameters` on, a mismatch report carries the Bind parameters.
+#[tokio::test(flavor = "multi_thread")]
+async fn ignored_columns_float_tolerance_and_parameters() {
+    let dbs = TwoDbs::start();
+    let sy = shadowed(&dbs, 100, |doc| {
+        let mut ignore = toml_edit::Array::new();
+        ignore.push("noisy.updated_at");
+        doc["shadow_reads"]["ignore_columns"] = toml_edit::value(ignore);
+        doc["shadow_reads"]["float_tolerance"] = toml_edit::value(0.01);
+        doc["shadow_reads"]["log_parameters"] = toml_edit::value(true);
+    });
+    let c = client::connect(&sy.connstr("app", "app-secret", "app")).await;
+    c.batch_execute(
+        "create table noisy (id int primary key, updated_at text, score float8, note text);
+         insert into noisy select g, 'blue', g / 3.0, 'same' from generate_series(1, 30) g;
+         create table other (id int primary key, updated_at text);
+         insert into other values (1, 'blue');",
+    )
+    .await
+    .unwrap();
+    converged(&dbs, "noisy");
+    converged(&dbs, "other");
+    dbs.green.psql_in(
+        "app",
+        "update noisy set updated_at = 'green', score = score + 0.001;
+         update other set updated_at = 'green';",
+    );
+    // Hidden by the rules: over both protocols.
+    c.simple_query("select * from noisy").await.unwrap();
+    c.query("select * from noisy where id > $1", &[&5i32])
+        .await
+        .unwrap();
+    let s = settled(&sy);
+    assert_eq!(
+        n(&s, "matched"),
+        2,
+        "{s}\n{}",
+        http::get(sy.admin_port(), "/mismatches").body
+    );
+    assert_eq!(n(&s, "mismatched"), 0, "{s}");
+    // Not hidden: the pattern names noisy's column only; a float beyond the tolerance.
+    c.query("select * from other where id = $1", &[&1i32])
+        .await
+        .unwrap();
+    dbs.green
+        .psql_in("app", "update noisy set score = score + 1 where id = 3");
+    c.simple_query("select id, score from noisy").await.unwrap();
+    let s = settled(&sy);
+    assert_eq!(n(&s, "confirmed"), 2, "{s}");
+    let other = mismatch_for(&sy, "from other");
+    assert_eq!(
+        other["parameters"],
+        serde_json::json!(["\\x00000001"]),
+        "{other}"
+    );
+    let score = mismatch_for(&sy, "id, score");
+    assert_eq!(score["difference"]["primary_rows"][0][0], "3", "{score}");
+}
