@@ -10,6 +10,7 @@ pub mod cancel;
 pub mod classify;
 pub mod cli;
 pub mod ctl;
+pub mod cutover;
 pub mod diff;
 pub mod divergence;
 pub mod journal;

@@ -71,6 +71,17 @@ fn record(shared: &Shared) {
     gauge!("switchyard_mirror_unsettled_sessions").set(m.unsettled.load(Ordering::Relaxed) as f64);
     counter!("switchyard_divergences_total").absolute(shared.divergences.total());
     gauge!("switchyard_nondeterministic_statements").set(shared.nondeterministic.len() as f64);
+    let b = &shared.barrier;
+    counter!("switchyard_cutovers_total", "result" => "completed")
+        .absolute(b.completed.load(Ordering::Relaxed));
+    counter!("switchyard_cutovers_total", "result" => "abandoned")
+        .absolute(b.abandoned.load(Ordering::Relaxed));
+    counter!("switchyard_cutover_pauses_total").absolute(b.pause_count.load(Ordering::Relaxed));
+    counter!("switchyard_cutover_pause_microseconds_total")
+        .absolute(b.pause_us_total.load(Ordering::Relaxed));
+    gauge!("switchyard_cutover_pause_max_seconds")
+        .set(b.pause_max_us.load(Ordering::Relaxed) as f64 / 1e6);
+    gauge!("switchyard_cutover_holding").set(if b.is_holding() { 1.0 } else { 0.0 });
     let sh = &shared.mismatches.stats;
     for (result, n) in [
         ("match", &sh.matched),

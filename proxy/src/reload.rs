@@ -5,8 +5,11 @@
 //! files, the classifier's read-only function list) keep their running values and are
 //! reported as needing a restart.
 //!
-//! A reload changes what *new* sessions get (routing, limits, users, upstreams); sessions
-//! already open keep their primary.
+//! A reload changes what *new* sessions get (routing, limits, users, upstreams); mirrored
+//! sessions already open move at their next transaction boundary when their primary
+//! changes. A change of `routing.primary` with the mirror on is a cutover: it runs as a
+//! barrier (see [`crate::cutover`]) and is abandoned, with the old routing restored in
+//! memory and in the file, if it cannot complete within `routing.cutover_timeout_ms`.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -83,6 +86,8 @@ pub enum ReloadError {
     NoSource,
     #[error("{0}")]
     Invalid(String),
+    #[error("cutover abandoned: {0}")]
+    CutoverAbandoned(String),
 }
 
 /// Loads the configuration file again and, if it is valid, makes it the running one.
@@ -159,9 +164,29 @@ pub async fn reload(shared: &Arc<Shared>, source: Source) -> Result<LastReload, 
         );
     }
     shared.verifiers.clear();
-    shared.config.store(Arc::new(new));
-    if routing_changed {
-        shared.routing_watch.send_replace(generation);
+    let cutover = old.routing.primary != new.routing.primary && new.mirror.enabled;
+    if cutover {
+        let new = Arc::new(new);
+        if let Err(reason) = run_cutover(shared, &old, new, generation, &path).await {
+            shared.reloads.failed.fetch_add(1, Ordering::Relaxed);
+            let outcome = LastReload {
+                at_unix_ms: now,
+                source,
+                ok: false,
+                error: Some(format!("cutover abandoned: {reason}")),
+                restart_required: restart,
+                generation: shared.reloads.generation.load(Ordering::Relaxed),
+            };
+            if let Ok(mut last) = shared.reloads.last.lock() {
+                *last = Some(outcome);
+            }
+            return Err(ReloadError::CutoverAbandoned(reason));
+        }
+    } else {
+        shared.config.store(Arc::new(new));
+        if routing_changed {
+            shared.routing_watch.send_replace(generation);
+        }
     }
     shared.reloads.ok.fetch_add(1, Ordering::Relaxed);
     if !restart.is_empty() {
@@ -180,6 +205,122 @@ pub async fn reload(shared: &Arc<Shared>, source: Source) -> Result<LastReload, 
         *last = Some(outcome.clone());
     }
     Ok(outcome)
+}
+
+/// Runs the cutover barrier from `old`'s primary to `new`'s (already validated): hold,
+/// install `new`, wait for every mirrored session to move, release. On timeout, restores
+/// `old`'s routing (in memory and in the file), lets the sessions that moved move back,
+/// releases, and returns why.
+async fn run_cutover(
+    shared: &Arc<Shared>,
+    old: &Config,
+    new: Arc<Config>,
+    generation: u64,
+    path: &Path,
+) -> Result<(), String> {
+    let barrier = &shared.barrier;
+    let (from, to) = (old.routing.primary.as_str(), new.routing.primary.as_str());
+    let started = std::time::Instant::now();
+    let started_ms = crate::cutover::Barrier::now_ms();
+    let sessions = barrier.members();
+    let timeout = Duration::from_millis(new.routing.cutover_timeout_ms);
+    info!(
+        from,
+        to,
+        sessions,
+        timeout_ms = new.routing.cutover_timeout_ms,
+        "cutover: holding new transactions and connections until every session has moved"
+    );
+    barrier.hold();
+    shared.config.store(new.clone());
+    shared.routing_watch.send_replace(generation);
+    let laggards = barrier.wait_until(&new, timeout).await;
+    if laggards.is_empty() {
+        barrier.release();
+        let report = barrier.report(from, to, true, None, started, started_ms, sessions);
+        info!(
+            from,
+            to,
+            sessions,
+            duration_ms = report.duration_ms,
+            pauses = report.pauses.count,
+            pause_p50_ms = report.pauses.p50_ms,
+            pause_max_ms = report.pauses.max_ms,
+            "cutover completed: every session is on its new primary"
+        );
+        return Ok(());
+    }
+    let shown: Vec<String> = laggards
+        .iter()
+        .take(5)
+        .map(|(id, why)| format!("session {id}: {why}"))
+        .collect();
+    let reason = format!(
+        "{} of {sessions} sessions did not reach the barrier within routing.cutover_timeout_ms ({} ms): {}{}",
+        laggards.len(),
+        new.routing.cutover_timeout_ms,
+        shown.join("; "),
+        if laggards.len() > 5 { "; ..." } else { "" }
+    );
+    // Back to the old routing; the rest of the new configuration stays.
+    let mut reverted = (*new).clone();
+    reverted.routing = old.routing.clone();
+    let reverted = Arc::new(reverted);
+    let generation = shared.reloads.generation.fetch_add(1, Ordering::Relaxed) + 1;
+    shared.config.store(reverted.clone());
+    shared.routing_watch.send_replace(generation);
+    let stranded = barrier.wait_until(&reverted, timeout).await;
+    barrier.release();
+    if let Err(e) = write_routing(path, &old.routing) {
+        error!(file = %path.display(), error = %e, "cannot write the restored routing back to the config file; a restart would apply the abandoned cutover");
+    }
+    shared.reloads.remember(path);
+    let report = barrier.report(
+        from,
+        to,
+        false,
+        Some(reason.clone()),
+        started,
+        started_ms,
+        sessions,
+    );
+    warn!(
+        from,
+        to,
+        reason = %reason,
+        stranded = stranded.len(),
+        pause_max_ms = report.pauses.max_ms,
+        "cutover abandoned: traffic resumes on the old primary"
+    );
+    Err(reason)
+}
+
+/// Writes `routing.primary` and `routing.canary_percent` into the config file (comments
+/// and layout kept), atomically.
+pub fn write_routing(path: &Path, routing: &switchyard_config::Routing) -> std::io::Result<()> {
+    let text = std::fs::read_to_string(path)?;
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    doc["routing"]["primary"] = toml_edit::value(routing.primary.as_str());
+    doc["routing"]["canary_percent"] = toml_edit::value(i64::from(routing.canary_percent));
+    write_atomically(path, &doc.to_string())
+}
+
+/// Replaces `path` with `text` by renaming a sibling temporary file over it.
+pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("toml.switchyard-tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+    }
+    // Keep the file's permissions (it may hold secrets).
+    if let Ok(meta) = std::fs::metadata(path) {
+        let _ = std::fs::set_permissions(&tmp, meta.permissions());
+    }
+    std::fs::rename(&tmp, path)
 }
 
 /// Reloads on every SIGHUP until the task is dropped.

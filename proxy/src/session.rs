@@ -18,6 +18,7 @@ use tracing::{debug, info, warn, Instrument};
 
 use crate::auth;
 use crate::cancel::CancelTarget;
+use crate::cutover::Membership;
 use crate::mirror::{self, SessionInfo, Swapped};
 use crate::relay::{self, ClientEnd, Flow, ServerEnd};
 use crate::shadow::Sampler;
@@ -103,6 +104,10 @@ pub async fn run(
         return;
     };
 
+    // During a cutover, new connections wait for the barrier to lift, then follow the
+    // routing it left in force.
+    shared.barrier.wait_open().await;
+    let config = shared.config.load_full();
     let bucket = routing_bucket(&config, &startup, peer, id);
     let primary = config
         .routing
@@ -210,6 +215,10 @@ async fn serve(
     let mut backend = (conn.backend_pid, conn.backend_secret);
 
     let tracker = mirror_tracker(&shared, &config, &startup, &primary, &login, id_of(&cancel));
+    // Only a mirrored session can move, so only it takes part in cutover barriers.
+    let membership = tracker
+        .as_ref()
+        .map(|_| shared.barrier.join(id_of(&cancel), bucket, &primary));
     let max = config.limits.max_message_bytes;
     let flow = Flow::default();
     let (mut client_r, mut client_w) = client.split();
@@ -220,7 +229,16 @@ async fn serve(
     let mut current = primary;
     let mut routing = shared.routing_watch.subscribe();
     let mut refused_generation: Option<u64> = None;
+    // Held at a boundary by a cutover barrier: the client's next request waits.
+    let mut held = false;
     let end = loop {
+        let hold = wait_for_hold(membership.as_ref(), &flow, tracker.as_ref());
+        let release = async {
+            match membership.as_ref() {
+                Some(m) => m.open().await,
+                None => std::future::pending().await,
+            }
+        };
         let wants_move = wait_for_move(
             &shared,
             &mut routing,
@@ -231,13 +249,30 @@ async fn serve(
             tracker.as_ref(),
         );
         let step = tokio::select! {
-            end = relay::client_to_server(&mut client_r, &mut client_buf, &mut server_w, max, &flow, tracker.as_ref()) => Step::End(Ok(end)),
+            end = relay::client_to_server(&mut client_r, &mut client_buf, &mut server_w, max, &flow, tracker.as_ref()), if !held => Step::End(Ok(end)),
             end = relay::server_to_client(&mut server_r, &mut server_buf, &mut client_w, max, &flow, tracker.as_ref()) => Step::End(Err(end)),
             target = wants_move => Step::Move(target),
+            () = hold, if !held => Step::Hold,
+            () = release, if held => Step::Release,
         };
         let target = match step {
             Step::End(end) => break end,
             Step::Move(target) => target,
+            Step::Hold => {
+                held = true;
+                if let Some(m) = &membership {
+                    m.held();
+                }
+                debug!("held at a transaction boundary by the cutover barrier");
+                continue;
+            }
+            Step::Release => {
+                held = false;
+                if let Some(m) = &membership {
+                    m.released();
+                }
+                continue;
+            }
         };
         // At a transaction boundary, nothing in flight: the client's next message waits in
         // its socket while the session changes primary.
@@ -249,6 +284,9 @@ async fn serve(
         let timeout = Duration::from_millis(latest.routing.cutover_timeout_ms);
         if tokio::time::timeout(timeout, link.drained()).await.is_err() {
             warn!(to = %target, "the mirror did not catch up within routing.cutover_timeout_ms; the session keeps its primary");
+            if let Some(m) = &membership {
+                m.refused("its mirror queue did not drain within routing.cutover_timeout_ms");
+            }
             refused_generation = Some(generation);
             continue;
         }
@@ -287,6 +325,9 @@ async fn serve(
                 tracing::Span::current().record("primary", target.as_str());
                 info!(from = %current, to = %target, generation, "session moved to its new primary");
                 shared.session_moves.fetch_add(1, Ordering::Relaxed);
+                if let Some(m) = &membership {
+                    m.moved(&target);
+                }
                 current = target;
             }
             Some(Swapped::Refused {
@@ -297,6 +338,9 @@ async fn serve(
                 (server_r, server_w) = stream.split();
                 server_buf = buf;
                 refused_generation = Some(generation);
+                if let Some(m) = &membership {
+                    m.refused(reason);
+                }
                 warn!(to = %target, reason, "the session keeps its primary");
             }
             None => {
@@ -349,6 +393,35 @@ async fn serve(
 enum Step {
     End(Result<ClientEnd, ServerEnd>),
     Move(String),
+    /// A cutover barrier holds: stop at this boundary.
+    Hold,
+    /// The barrier lifted.
+    Release,
+}
+
+/// Resolves once a cutover barrier holds and the session is at a transaction boundary
+/// (nothing in flight, no transaction open), so that it starts nothing new until the
+/// barrier lifts. A transaction in progress runs on until it ends.
+async fn wait_for_hold(membership: Option<&Membership>, flow: &Flow, tracker: Option<&Tracker>) {
+    let (Some(membership), Some(tracker)) = (membership, tracker) else {
+        return std::future::pending().await;
+    };
+    loop {
+        membership.holding().await;
+        let notified = flow.idle.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if !membership.is_holding() {
+            continue;
+        }
+        if flow.at_boundary() && tracker.idle() {
+            return;
+        }
+        tokio::select! {
+            () = &mut notified => {}
+            () = membership.open() => {}
+        }
+    }
 }
 
 /// Resolves with the session's new primary once routing says it should move and the

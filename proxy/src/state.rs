@@ -30,6 +30,8 @@ pub struct Shared {
     pub mirror_seq: Arc<AtomicU64>,
     pub mirror_stats: MirrorStats,
     pub divergences: Divergences,
+    /// The cutover barrier: sessions that can move, and the cutover in progress.
+    pub barrier: Arc<crate::cutover::Barrier>,
     /// What shadow reads found.
     pub mismatches: crate::mismatch::Mismatches,
     /// Shadow-read re-checks allowed to run at once.
@@ -72,6 +74,7 @@ impl Shared {
             mirror_seq: Arc::new(AtomicU64::new(seq_start)),
             mirror_stats: MirrorStats::default(),
             divergences: Divergences::default(),
+            barrier: Arc::new(crate::cutover::Barrier::default()),
             mismatches: crate::mismatch::Mismatches::default(),
             shadow_rechecks: Arc::new(Semaphore::new(crate::shadow::RECHECKS_AT_ONCE)),
             nondeterministic: NonDeterministic::default(),

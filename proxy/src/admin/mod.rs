@@ -85,6 +85,12 @@ async fn status(State(state): State<Arc<AdminState>>) -> Json<serde_json::Value>
         },
         "divergences": shared.divergences.total(),
         "shadow_reads": shadow_summary(shared, config.shadow_reads.percent),
+        "cutover": {
+            "holding": shared.barrier.is_holding(),
+            "completed": shared.barrier.completed.load(Relaxed),
+            "abandoned": shared.barrier.abandoned.load(Relaxed),
+            "last": shared.barrier.last(),
+        },
         "non_deterministic_statements": shared.nondeterministic.len(),
         "reloads": {
             "ok": shared.reloads.ok.load(Relaxed),
@@ -128,6 +134,9 @@ async fn reload(State(state): State<Arc<AdminState>>, headers: HeaderMap) -> Res
     }
     match crate::reload::reload(&state.shared, crate::reload::Source::Api).await {
         Ok(outcome) => Json(json!({ "reloaded": true, "outcome": outcome })).into_response(),
+        Err(e @ crate::reload::ReloadError::CutoverAbandoned(_)) => {
+            error(StatusCode::CONFLICT, e.to_string())
+        }
         Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
     }
 }
@@ -230,7 +239,7 @@ async fn post_routing(
     match routing::apply(&state.shared, change).await {
         Ok(outcome) => Json(json!({ "changed": true, "outcome": outcome })).into_response(),
         Err(e @ routing::RoutingError::Invalid(_)) => error(StatusCode::BAD_REQUEST, e.to_string()),
-        Err(e @ routing::RoutingError::Backlog { .. }) => {
+        Err(e @ (routing::RoutingError::Backlog { .. } | routing::RoutingError::Abandoned(_))) => {
             error(StatusCode::CONFLICT, e.to_string())
         }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),

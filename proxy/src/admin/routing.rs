@@ -38,6 +38,10 @@ pub enum RoutingError {
     },
     #[error("reload failed: {0}")]
     Reload(String),
+    /// The cutover barrier was not reached in time; the old routing stays (and is back in
+    /// the file).
+    #[error("cutover abandoned: {0}")]
+    Abandoned(String),
 }
 
 /// Applies `change`: validate, refuse a primary with a journal backlog, write, reload.
@@ -87,26 +91,14 @@ pub async fn apply(
             });
         }
     }
-    write_atomically(&path, &new_text).map_err(|source| RoutingError::Write {
+    crate::reload::write_atomically(&path, &new_text).map_err(|source| RoutingError::Write {
         path: path.display().to_string(),
         source,
     })?;
     reload::reload(shared, Source::Api)
         .await
-        .map_err(|e| RoutingError::Reload(e.to_string()))
-}
-
-fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("toml.switchyard-tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-    }
-    // Keep the file's permissions (it may hold secrets).
-    if let Ok(meta) = std::fs::metadata(path) {
-        let _ = std::fs::set_permissions(&tmp, meta.permissions());
-    }
-    std::fs::rename(&tmp, path)
+        .map_err(|e| match e {
+            reload::ReloadError::CutoverAbandoned(reason) => RoutingError::Abandoned(reason),
+            other => RoutingError::Reload(other.to_string()),
+        })
 }
