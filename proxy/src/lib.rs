@@ -13,6 +13,7 @@ pub mod ctl;
 pub mod cutover;
 pub mod diff;
 pub mod divergence;
+pub mod guard;
 pub mod journal;
 pub mod listener;
 pub mod metrics;

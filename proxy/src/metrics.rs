@@ -71,6 +71,8 @@ fn record(shared: &Shared) {
     gauge!("switchyard_mirror_unsettled_sessions").set(m.unsettled.load(Ordering::Relaxed) as f64);
     counter!("switchyard_divergences_total").absolute(shared.divergences.total());
     gauge!("switchyard_nondeterministic_statements").set(shared.nondeterministic.len() as f64);
+    counter!("switchyard_guard_trips_total").absolute(shared.guard.trips.load(Ordering::Relaxed));
+    gauge!("switchyard_guard_enabled").set(if config.guard.enabled { 1.0 } else { 0.0 });
     let b = &shared.barrier;
     counter!("switchyard_cutovers_total", "result" => "completed")
         .absolute(b.completed.load(Ordering::Relaxed));

@@ -237,6 +237,7 @@ async fn run_cutover(
     let laggards = barrier.wait_until(&new, timeout).await;
     if laggards.is_empty() {
         barrier.release();
+        shared.guard.primary_changed(from);
         let report = barrier.report(from, to, true, None, started, started_ms, sessions);
         info!(
             from,

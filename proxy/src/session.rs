@@ -19,6 +19,7 @@ use tracing::{debug, info, warn, Instrument};
 use crate::auth;
 use crate::cancel::CancelTarget;
 use crate::cutover::Membership;
+use crate::guard::Fault;
 use crate::mirror::{self, SessionInfo, Swapped};
 use crate::relay::{self, ClientEnd, Flow, ServerEnd};
 use crate::shadow::Sampler;
@@ -173,11 +174,19 @@ async fn serve(
     let conn = match upstream::connect(up, &login).await {
         Ok(c) => c,
         Err(UpstreamError::Refused { frame, message, .. }) => {
+            let code = frame
+                .get(5..)
+                .and_then(|body| backend::ErrorFields::parse(body).ok())
+                .map(|e| e.code.to_owned());
+            shared
+                .guard
+                .record(&shared, &primary, Fault::of(code.as_deref()));
             info!(%message, "primary refused the session");
             close_with(&mut client, &frame).await;
             return;
         }
         Err(e) => {
+            shared.guard.record(&shared, &primary, Fault::Server);
             warn!(error = %e, "cannot open the session on its primary");
             let reply =
                 backend::error_response("FATAL", sqlstate::CONNECTION_FAILURE, &e.to_string());
@@ -328,6 +337,9 @@ async fn serve(
                 if let Some(m) = &membership {
                     m.moved(&target);
                 }
+                if let Some(t) = &tracker {
+                    t.set_primary(&target);
+                }
                 current = target;
             }
             Some(Swapped::Refused {
@@ -375,10 +387,12 @@ async fn serve(
             terminate(&mut server_w).await;
         }
         Ok(ClientEnd::ServerWrite(e)) | Err(ServerEnd::Read(e)) => {
+            shared.guard.record(&shared, &primary, Fault::Server);
             warn!(error = %e, "connection to the primary failed");
             lost_primary(&mut client_w, &primary, &flow).await;
         }
         Err(ServerEnd::Eof) => {
+            shared.guard.record(&shared, &primary, Fault::Server);
             info!("the primary closed the connection");
             lost_primary(&mut client_w, &primary, &flow).await;
         }
@@ -518,7 +532,7 @@ fn mirror_tracker(
     };
     let link = mirror::spawn(shared.clone(), info);
     let sampler = Sampler::new(config.shadow_reads.seed, session);
-    Some(Tracker::new(shared.clone(), link, sampler))
+    Some(Tracker::new(shared.clone(), link, sampler, primary))
 }
 
 /// Tells the client its server connection is gone, unless the server already said so

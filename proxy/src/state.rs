@@ -32,6 +32,8 @@ pub struct Shared {
     pub divergences: Divergences,
     /// The cutover barrier: sessions that can move, and the cutover in progress.
     pub barrier: Arc<crate::cutover::Barrier>,
+    /// The automatic flip-back.
+    pub guard: crate::guard::Guard,
     /// What shadow reads found.
     pub mismatches: crate::mismatch::Mismatches,
     /// Shadow-read re-checks allowed to run at once.
@@ -75,6 +77,7 @@ impl Shared {
             mirror_stats: MirrorStats::default(),
             divergences: Divergences::default(),
             barrier: Arc::new(crate::cutover::Barrier::default()),
+            guard: crate::guard::Guard::default(),
             mismatches: crate::mismatch::Mismatches::default(),
             shadow_rechecks: Arc::new(Semaphore::new(crate::shadow::RECHECKS_AT_ONCE)),
             nondeterministic: NonDeterministic::default(),

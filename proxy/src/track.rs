@@ -28,6 +28,7 @@ use switchyard_protocol::frontend::{Bind, Close, Execute, Parse, Query};
 
 use crate::classify::{Classification, Kind, TxnControl};
 use crate::diff::Capture;
+use crate::guard::Fault;
 use crate::mirror::{MirrorLink, Outcome, UnitWork};
 use crate::shadow::{self, Sampler, ShadowWork};
 use crate::state::Shared;
@@ -79,6 +80,8 @@ pub struct Tracker {
     shared: Arc<Shared>,
     link: MirrorLink,
     sampler: Sampler,
+    /// The upstream answering the session now, for the guard.
+    primary: Mutex<Arc<str>>,
 }
 
 fn write_like(c: &Classification) -> bool {
@@ -86,7 +89,7 @@ fn write_like(c: &Classification) -> bool {
 }
 
 impl Tracker {
-    pub fn new(shared: Arc<Shared>, link: MirrorLink, sampler: Sampler) -> Self {
+    pub fn new(shared: Arc<Shared>, link: MirrorLink, sampler: Sampler, primary: &str) -> Self {
         Self {
             inner: Mutex::new(Inner {
                 tx_status: b'I',
@@ -95,6 +98,14 @@ impl Tracker {
             shared,
             link,
             sampler,
+            primary: Mutex::new(Arc::from(primary)),
+        }
+    }
+
+    /// The session moved to another primary.
+    pub fn set_primary(&self, primary: &str) {
+        if let Ok(mut p) = self.primary.lock() {
+            *p = Arc::from(primary);
         }
     }
 
@@ -242,6 +253,13 @@ impl Tracker {
             }
             if let Some(unit) = inner.units.pop_front() {
                 drop(inner);
+                if self.shared.config.load().guard.enabled {
+                    let primary = self.primary.lock().map(|p| p.clone());
+                    if let Ok(primary) = primary {
+                        let fault = Fault::of(unit.error.as_deref());
+                        self.shared.guard.record(&self.shared, &primary, fault);
+                    }
+                }
                 self.finish(unit, txn);
             }
             return;

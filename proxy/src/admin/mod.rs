@@ -85,6 +85,20 @@ async fn status(State(state): State<Arc<AdminState>>) -> Json<serde_json::Value>
         },
         "divergences": shared.divergences.total(),
         "shadow_reads": shadow_summary(shared, config.shadow_reads.percent),
+        "guard": {
+            "enabled": config.guard.enabled,
+            "max_error_rate": config.guard.max_error_rate,
+            "min_statements": config.guard.min_statements,
+            "window_s": config.guard.window_s,
+            "trips": shared.guard.trips.load(Relaxed),
+            "last_known_good_primary": shared.guard.last_good(),
+            "last_trip": shared.guard.last_trip(),
+            "windows": shared.guard.windows(config.guard.window_s).into_iter().map(|(name, statements, failures)| (name, json!({
+                "statements": statements,
+                "server_failures": failures,
+                "error_rate": if statements > 0 { failures as f64 / statements as f64 } else { 0.0 },
+            }))).collect::<serde_json::Map<_, _>>(),
+        },
         "cutover": {
             "holding": shared.barrier.is_holding(),
             "completed": shared.barrier.completed.load(Relaxed),
