@@ -233,8 +233,50 @@ fn status_text(s: &Value) -> String {
             last["error"].as_str().unwrap_or("")
         )
     };
+    let sh = &s["shadow_reads"];
+    let shadow = format!(
+        "shadow reads: {}%, matched {}, mismatched {} (confirmed {}, vanished {}), skipped {}",
+        sh["percent"],
+        sh["matched"],
+        sh["mismatched"],
+        sh["confirmed"],
+        sh["vanished"],
+        sh["skipped"]
+    );
+    let c = &s["cutover"]["last"];
+    let cutover = if c.is_null() {
+        "last cutover: none".to_owned()
+    } else {
+        format!(
+            "last cutover: {} -> {} {} in {} ms, longest pause {:.1} ms{}",
+            c["from"].as_str().unwrap_or("?"),
+            c["to"].as_str().unwrap_or("?"),
+            c["result"].as_str().unwrap_or("?"),
+            c["duration_ms"],
+            c["pauses"]["max_ms"].as_f64().unwrap_or(0.0),
+            c["reason"]
+                .as_str()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        )
+    };
+    let g = &s["guard"];
+    let guard = if g["enabled"] != true {
+        "guard: off".to_owned()
+    } else if g["last_trip"].is_null() {
+        "guard: on, not tripped".to_owned()
+    } else {
+        let t = &g["last_trip"];
+        format!(
+            "guard: TRIPPED on {} ({} of {} statements failed), {}",
+            t["upstream"].as_str().unwrap_or("?"),
+            t["failures"],
+            t["statements"],
+            t["action"].as_str().unwrap_or("?")
+        )
+    };
     format!(
-        "switchyard {} up {} s\n{}\nsessions: {}\nmirror: {}, queue {}, applied {}, journaled {}, lost {}\ndivergences: {}\nlast reload: {}",
+        "switchyard {} up {} s\n{}\nsessions: {}\nmirror: {}, queue {}, applied {}, journaled {}, lost {}\ndivergences: {}\n{shadow}\n{cutover}\n{guard}\nlast reload: {}",
         s["version"].as_str().unwrap_or("?"),
         s["uptime_s"],
         routing_line(s),

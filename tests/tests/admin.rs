@@ -128,6 +128,13 @@ async fn ctl_reports_status_sets_the_canary_and_cuts_over_and_back() {
         String::from_utf8_lossy(&out.stdout).contains("primary blue"),
         "{out:?}"
     );
+    let out = ctl(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("last cutover: green -> blue completed"),
+        "status shows the last cutover: {text}"
+    );
+    assert!(text.contains("shadow reads: 0%"), "{text}");
 
     // Refusals have exit code 1, an unreachable admin API exit code 2.
     let refused = sy.ctl(&["canary", "5"]);
