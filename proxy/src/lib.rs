@@ -12,6 +12,7 @@ pub mod cli;
 pub mod ctl;
 pub mod divergence;
 pub mod journal;
+pub mod latency;
 pub mod listener;
 pub mod metrics;
 pub mod mirror;

@@ -18,6 +18,7 @@ use tracing::{debug, info, warn, Instrument};
 
 use crate::auth;
 use crate::cancel::CancelTarget;
+use crate::latency::SessionTimer;
 use crate::mirror::{self, SessionInfo, Swapped};
 use crate::relay::{self, ClientEnd, Flow, ServerEnd};
 use crate::sqlstate;
@@ -210,7 +211,12 @@ async fn serve(
 
     let tracker = mirror_tracker(&shared, &config, &startup, &primary, &login, id_of(&cancel));
     let max = config.limits.max_message_bytes;
-    let flow = Flow::default();
+    let flow = Flow {
+        untracked: tracker
+            .is_none()
+            .then(|| SessionTimer::new(shared.latencies.clone(), &primary)),
+        ..Flow::default()
+    };
     let (mut client_r, mut client_w) = client.split();
     let (mut server_r, mut server_w) = conn.stream.split();
     let mut client_buf = pending;
@@ -283,6 +289,9 @@ async fn serve(
                 }]);
                 drop(counted);
                 counted = crate::state::SessionCount::new(shared.clone(), &target);
+                if let Some(tracker) = &tracker {
+                    tracker.timer().moved_to(&target);
+                }
                 tracing::Span::current().record("primary", target.as_str());
                 info!(from = %current, to = %target, generation, "session moved to its new primary");
                 shared.session_moves.fetch_add(1, Ordering::Relaxed);
@@ -441,7 +450,8 @@ fn mirror_tracker(
         secondary,
     };
     let link = mirror::spawn(shared.clone(), info);
-    Some(Tracker::new(shared.classifier.clone(), link))
+    let timer = SessionTimer::new(shared.latencies.clone(), primary);
+    Some(Tracker::new(shared.classifier.clone(), link, timer))
 }
 
 /// Tells the client its server connection is gone, unless the server already said so

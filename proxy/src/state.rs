@@ -31,6 +31,8 @@ pub struct Shared {
     pub mirror_stats: MirrorStats,
     pub divergences: Divergences,
     pub nondeterministic: NonDeterministic,
+    /// Statement latencies by upstream, role and kind.
+    pub latencies: Arc<crate::latency::Latencies>,
     /// Every session's mirror worker, for shutdown.
     pub mirror_workers: crate::mirror::Workers,
     /// Sessions moved from one primary to the other since start.
@@ -69,6 +71,7 @@ impl Shared {
             mirror_stats: MirrorStats::default(),
             divergences: Divergences::default(),
             nondeterministic: NonDeterministic::default(),
+            latencies: Arc::default(),
             volatile_defaults: dashmap::DashMap::new(),
             sessions_by_primary: dashmap::DashMap::new(),
             reloads: crate::reload::Reloads::default(),

@@ -17,6 +17,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use bytes::Bytes;
 use switchyard_protocol::backend::{command_tag, ErrorFields};
@@ -24,6 +25,7 @@ use switchyard_protocol::frame::FrameScan;
 use switchyard_protocol::frontend::{Bind, Close, Execute, Parse, Query};
 
 use crate::classify::{Classification, Classifier, Kind, TxnControl};
+use crate::latency::{SessionTimer, StatementKind};
 use crate::mirror::{MirrorLink, Outcome, UnitWork};
 
 /// One request cycle of the session, from its first message to the primary's ReadyForQuery.
@@ -45,6 +47,8 @@ struct Unit {
     parses_ok: usize,
     /// COPY FROM STDIN data is being streamed to the secondary.
     streaming: bool,
+    /// When its first message went to the primary, for latencies.
+    started: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -61,6 +65,7 @@ pub struct Tracker {
     inner: Mutex<Inner>,
     classifier: Arc<Classifier>,
     link: MirrorLink,
+    timer: SessionTimer,
 }
 
 fn write_like(c: &Classification) -> bool {
@@ -68,7 +73,7 @@ fn write_like(c: &Classification) -> bool {
 }
 
 impl Tracker {
-    pub fn new(classifier: Arc<Classifier>, link: MirrorLink) -> Self {
+    pub fn new(classifier: Arc<Classifier>, link: MirrorLink, timer: SessionTimer) -> Self {
         Self {
             inner: Mutex::new(Inner {
                 tx_status: b'I',
@@ -76,7 +81,13 @@ impl Tracker {
             }),
             classifier,
             link,
+            timer,
         }
+    }
+
+    /// Where the primary's latencies go (the session moves it with itself).
+    pub fn timer(&self) -> &SessionTimer {
+        &self.timer
     }
 
     pub fn link(&self) -> &MirrorLink {
@@ -135,7 +146,11 @@ impl Tracker {
             return;
         }
         if inner.units.back().is_none_or(|u| u.closed) {
-            inner.units.push_back(Unit::default());
+            let started = Some(Instant::now());
+            inner.units.push_back(Unit {
+                started,
+                ..Unit::default()
+            });
         }
         let Some(unit) = inner.units.back_mut() else {
             return;
@@ -254,6 +269,8 @@ impl Tracker {
     }
 
     fn finish(&self, mut unit: Unit, txn: Option<u64>) {
+        let kind = StatementKind::first_of(&unit.statements);
+        self.timer.unit(kind, unit.started);
         let outcome = Outcome {
             tags: std::mem::take(&mut unit.tags),
             error: unit.error.take(),
@@ -339,6 +356,7 @@ impl Tracker {
             summary: text,
             fingerprint,
             volatile,
+            kind,
         });
     }
 }
