@@ -99,11 +99,13 @@ impl StatementKind {
         StatementKind::Other,
     ];
 
-    /// The kind of a unit: its first statement's.
-    pub fn first_of(statements: &[Arc<Classification>]) -> Self {
-        statements
+    /// The kind of a unit: its first executed statement's, else its first parsed one's
+    /// (a prepare round trip), else `Other`.
+    pub fn of_unit(executed: &[Arc<Classification>], parsed: Option<StatementKind>) -> Self {
+        executed
             .first()
             .map(|c| Self::from(c.kind))
+            .or(parsed)
             .unwrap_or(StatementKind::Other)
     }
 

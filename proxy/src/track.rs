@@ -49,6 +49,8 @@ struct Unit {
     streaming: bool,
     /// When its first message went to the primary, for latencies.
     started: Option<Instant>,
+    /// The first statement it parses (its kind if it executes none, e.g. a prepare).
+    parsed: Option<StatementKind>,
 }
 
 #[derive(Default)]
@@ -171,6 +173,7 @@ impl Tracker {
             b'P' => {
                 if let Ok(p) = Parse::parse(body) {
                     let cls = self.classifier.classify(p.sql);
+                    unit.parsed = unit.parsed.or(Some(cls.kind.into()));
                     if !p.statement.is_empty() {
                         unit.mirror = true;
                         unit.named_parses.push(unit.frames.len());
@@ -269,7 +272,7 @@ impl Tracker {
     }
 
     fn finish(&self, mut unit: Unit, txn: Option<u64>) {
-        let kind = StatementKind::first_of(&unit.statements);
+        let kind = StatementKind::of_unit(&unit.statements, unit.parsed);
         self.timer.unit(kind, unit.started);
         let outcome = Outcome {
             tags: std::mem::take(&mut unit.tags),
