@@ -136,7 +136,7 @@ fn cell_index(role: Role, kind: StatementKind) -> usize {
     role as usize * StatementKind::ALL.len() + kind as usize
 }
 
-const CELLS: usize = 2 * 5;
+const CELLS: usize = Role::ALL.len() * StatementKind::ALL.len();
 
 /// Milliseconds since the recorder started: real, or set by a test.
 enum Clock {

@@ -255,16 +255,16 @@ fn the_dashboard_shows_live_traffic_and_its_controls_change_routing() {
     assert_eq!(s["mirror"]["units_lost"], 0, "{s}");
 }
 
-/// The page and its data are served without the admin token (read-only, like `/status`),
-/// with a content security policy that allows nothing from elsewhere; `/history` is JSON.
+/// The page is served without the admin token (read-only, like `/status`), with a content
+/// security policy that allows nothing from elsewhere, and `/status` tells it whether its
+/// POSTs will need the token.
 #[test]
-fn the_dashboard_and_history_are_served_without_a_token() {
+fn the_dashboard_is_served_without_a_token_and_loads_nothing_from_elsewhere() {
     std::env::set_var("SWITCHYARD_TEST_DASHBOARD_TOKEN", TOKEN);
     let dbs = TwoDbs::start();
     let mut doc = dbs.config();
     doc["admin"]["token_env"] = toml_edit::value("SWITCHYARD_TEST_DASHBOARD_TOKEN");
     let sy = Switchyard::start(&doc.to_string());
-    client::psql(&sy.connstr("app", "app-secret", "app"), "select 1").expect("a query");
 
     let page = http::get(sy.admin_port(), "/");
     assert_eq!(page.status, 200, "{page:?}");
@@ -279,25 +279,5 @@ fn the_dashboard_and_history_are_served_without_a_token() {
         !page.body.contains("http://") && !page.body.contains("https://"),
         "no external resources"
     );
-
-    let history = http::get(sy.admin_port(), "/history");
-    assert_eq!(history.status, 200, "{history:?}");
-    let history = history.json();
-    assert_eq!(history["slot_seconds"], 10, "{history}");
-    let series = history["series"].as_array().expect("series");
-    assert!(
-        series
-            .iter()
-            .any(|s| s["upstream"] == "blue" && s["role"] == "primary"),
-        "{history}"
-    );
-    let s = status(&sy);
-    let latency = s["latency"].as_array().expect("latency in /status");
-    assert!(
-        latency.iter().any(|k| k["upstream"] == "blue"
-            && k["role"] == "primary"
-            && k["count"].as_u64() > Some(0)),
-        "{s}"
-    );
-    assert_eq!(s["admin"]["token_required"], true);
+    assert_eq!(status(&sy)["admin"]["token_required"], true);
 }
