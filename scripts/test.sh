@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The test command: ./scripts/test.sh
 #
-# Installs what is missing (PostgreSQL 15, clang/libclang, pgbouncer, cargo-nextest), then
-# runs, in order and stopping at the first failure: formatting, clippy, the build of the
-# binaries (the end-to-end tests run target/debug/switchyard), the doc tests (nextest does
-# not run those), and every other test with nextest. CI runs exactly this, via .ci/run.
+# Installs what is missing (PostgreSQL 15, clang/libclang, pgbouncer, Chromium and
+# chromedriver, cargo-nextest), then runs, in order and stopping at the first failure:
+# formatting, clippy, the build of the binaries (the end-to-end tests run
+# target/debug/switchyard), the doc tests (nextest does not run those), and every other
+# test with nextest. CI runs exactly this, via .ci/run.
 #
 # Works as root (PostgreSQL then runs as the `postgres` OS user) and as a normal user with
 # sudo for the installs. Extra arguments go to `cargo nextest run`, e.g.
@@ -17,7 +18,10 @@ source scripts/lib/deps.sh
 
 sy_step "Installing what is missing"
 sy_ensure_system_deps
+sy_ensure_browser_deps
 sy_ensure_rust_tools
+# Chromium is installed now: the dashboard's browser test must run, not skip.
+export SWITCHYARD_REQUIRE_BROWSER=1
 
 sy_step "Formatting: cargo fmt --all --check"
 cargo fmt --all --check

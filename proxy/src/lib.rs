@@ -15,6 +15,7 @@ pub mod diff;
 pub mod divergence;
 pub mod guard;
 pub mod journal;
+pub mod latency;
 pub mod listener;
 pub mod metrics;
 pub mod mirror;

@@ -29,7 +29,10 @@ impl Metrics {
     /// The Prometheus text exposition of `shared`'s current state.
     pub fn render(&self, shared: &Shared) -> String {
         with_local_recorder(&self.recorder, || record(shared));
-        self.handle.render()
+        let mut text = self.handle.render();
+        // A real histogram with sub-millisecond buckets, computed from the HDR histograms.
+        shared.latencies.render_prometheus(&mut text);
+        text
     }
 }
 

@@ -23,7 +23,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use switchyard_config::Upstream;
@@ -114,6 +114,8 @@ pub struct UnitWork {
     pub volatile: Vec<String>,
     /// Tables the unit INSERTs into or COPYs into, whose column defaults may be volatile.
     pub inserts_into: Vec<String>,
+    /// Its first statement's kind, for the secondary's latencies.
+    pub kind: crate::latency::StatementKind,
 }
 
 enum Item {
@@ -441,6 +443,8 @@ struct Worker {
 struct SecondaryResult {
     outcome: Outcome,
     status: u8,
+    /// From the previous answer (or the write) to this ReadyForQuery: service time in a pipeline.
+    elapsed: Duration,
 }
 
 impl Worker {
@@ -755,6 +759,9 @@ impl Worker {
     }
 
     fn applied(&mut self, seq: u64, work: UnitWork, result: SecondaryResult) {
+        let role = crate::latency::Role::Secondary;
+        let latencies = &self.shared.latencies;
+        latencies.record(&self.info.secondary.name, role, work.kind, result.elapsed);
         self.shared
             .mirror_stats
             .applied
@@ -1386,6 +1393,7 @@ fn error_code(frame: &[u8]) -> String {
 
 /// Reads the secondary's answer to one unit, up to its ReadyForQuery.
 async fn read_result(conn: &mut Conn) -> std::io::Result<SecondaryResult> {
+    let started = Instant::now();
     let mut outcome = Outcome::default();
     loop {
         let (tag, frame) = read_frame(conn).await?;
@@ -1402,6 +1410,7 @@ async fn read_result(conn: &mut Conn) -> std::io::Result<SecondaryResult> {
                 return Ok(SecondaryResult {
                     outcome,
                     status: frame.get(5).copied().unwrap_or(b'I'),
+                    elapsed: started.elapsed(),
                 })
             }
             _ => {}

@@ -32,6 +32,8 @@ pub struct Flow {
     pub server_busy: AtomicBool,
     /// Woken whenever the session may have reached a transaction boundary.
     pub idle: tokio::sync::Notify,
+    /// Times busy periods as `other` for a session without a tracker (which times units).
+    pub untracked: Option<crate::latency::SessionTimer>,
 }
 
 impl Flow {
@@ -54,6 +56,7 @@ impl Default for Flow {
             client_busy: AtomicBool::new(false),
             server_busy: AtomicBool::new(false),
             idle: tokio::sync::Notify::new(),
+            untracked: None,
         }
     }
 }
@@ -128,8 +131,10 @@ pub async fn client_to_server(
         }
         let consumed = scan.consumed();
         let error = scan.error().cloned();
-        if requests > 0 {
-            flow.in_flight.fetch_add(requests, Ordering::Relaxed);
+        if requests > 0 && flow.in_flight.fetch_add(requests, Ordering::Relaxed) == 0 {
+            if let Some(timer) = &flow.untracked {
+                timer.busy();
+            }
         }
         if consumed > 0 {
             // Only a session with a mirror can move, so only it keeps boundary bookkeeping.
@@ -185,11 +190,16 @@ pub async fn server_to_client(
             }
             match tag {
                 b'Z' => {
-                    let _ =
+                    let was =
                         flow.in_flight
                             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
                                 n.checked_sub(1)
                             });
+                    if was == Ok(1) {
+                        if let Some(timer) = &flow.untracked {
+                            timer.idle();
+                        }
+                    }
                     if let Some(&status) = frame.get(5) {
                         flow.tx_status.store(status, Ordering::Relaxed);
                     }

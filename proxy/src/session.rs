@@ -20,6 +20,7 @@ use crate::auth;
 use crate::cancel::CancelTarget;
 use crate::cutover::Membership;
 use crate::guard::Fault;
+use crate::latency::SessionTimer;
 use crate::mirror::{self, SessionInfo, Swapped};
 use crate::relay::{self, ClientEnd, Flow, ServerEnd};
 use crate::shadow::Sampler;
@@ -229,7 +230,12 @@ async fn serve(
         .as_ref()
         .map(|_| shared.barrier.join(id_of(&cancel), bucket, &primary));
     let max = config.limits.max_message_bytes;
-    let flow = Flow::default();
+    let flow = Flow {
+        untracked: tracker
+            .is_none()
+            .then(|| SessionTimer::new(shared.latencies.clone(), &primary)),
+        ..Flow::default()
+    };
     let (mut client_r, mut client_w) = client.split();
     let (mut server_r, mut server_w) = conn.stream.split();
     let mut client_buf = pending;
@@ -331,6 +337,9 @@ async fn serve(
                 }]);
                 drop(counted);
                 counted = crate::state::SessionCount::new(shared.clone(), &target);
+                if let Some(tracker) = &tracker {
+                    tracker.timer().moved_to(&target);
+                }
                 tracing::Span::current().record("primary", target.as_str());
                 info!(from = %current, to = %target, generation, "session moved to its new primary");
                 shared.session_moves.fetch_add(1, Ordering::Relaxed);
@@ -532,7 +541,8 @@ fn mirror_tracker(
     };
     let link = mirror::spawn(shared.clone(), info);
     let sampler = Sampler::new(config.shadow_reads.seed, session);
-    Some(Tracker::new(shared.clone(), link, sampler, primary))
+    let timer = SessionTimer::new(shared.latencies.clone(), primary);
+    Some(Tracker::new(shared.clone(), link, sampler, timer, primary))
 }
 
 /// Tells the client its server connection is gone, unless the server already said so

@@ -39,6 +39,8 @@ pub struct Shared {
     /// Shadow-read re-checks allowed to run at once.
     pub shadow_rechecks: Arc<Semaphore>,
     pub nondeterministic: NonDeterministic,
+    /// Statement latencies by upstream, role and kind.
+    pub latencies: Arc<crate::latency::Latencies>,
     /// Every session's mirror worker, for shutdown.
     pub mirror_workers: crate::mirror::Workers,
     /// Sessions moved from one primary to the other since start.
@@ -81,6 +83,7 @@ impl Shared {
             mismatches: crate::mismatch::Mismatches::default(),
             shadow_rechecks: Arc::new(Semaphore::new(crate::shadow::RECHECKS_AT_ONCE)),
             nondeterministic: NonDeterministic::default(),
+            latencies: Arc::default(),
             volatile_defaults: dashmap::DashMap::new(),
             sessions_by_primary: dashmap::DashMap::new(),
             reloads: crate::reload::Reloads::default(),

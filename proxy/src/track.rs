@@ -20,6 +20,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use bytes::Bytes;
 use switchyard_protocol::backend::{command_tag, ErrorFields};
@@ -29,6 +30,7 @@ use switchyard_protocol::frontend::{Bind, Close, Execute, Parse, Query};
 use crate::classify::{Classification, Kind, TxnControl};
 use crate::diff::Capture;
 use crate::guard::Fault;
+use crate::latency::{SessionTimer, StatementKind};
 use crate::mirror::{MirrorLink, Outcome, UnitWork};
 use crate::shadow::{self, Sampler, ShadowWork};
 use crate::state::Shared;
@@ -63,6 +65,10 @@ struct Unit {
     /// COPY FROM STDIN data is being streamed to the secondary.
     streaming: bool,
     shadow: Shadowing,
+    /// When its first message went to the primary, for latencies.
+    started: Option<Instant>,
+    /// The first statement it parses (its kind if it executes none, e.g. a prepare).
+    parsed: Option<StatementKind>,
 }
 
 #[derive(Default)]
@@ -82,6 +88,7 @@ pub struct Tracker {
     sampler: Sampler,
     /// The upstream answering the session now, for the guard.
     primary: Mutex<Arc<str>>,
+    timer: SessionTimer,
 }
 
 fn write_like(c: &Classification) -> bool {
@@ -89,7 +96,13 @@ fn write_like(c: &Classification) -> bool {
 }
 
 impl Tracker {
-    pub fn new(shared: Arc<Shared>, link: MirrorLink, sampler: Sampler, primary: &str) -> Self {
+    pub fn new(
+        shared: Arc<Shared>,
+        link: MirrorLink,
+        sampler: Sampler,
+        timer: SessionTimer,
+        primary: &str,
+    ) -> Self {
         Self {
             inner: Mutex::new(Inner {
                 tx_status: b'I',
@@ -98,6 +111,7 @@ impl Tracker {
             shared,
             link,
             sampler,
+            timer,
             primary: Mutex::new(Arc::from(primary)),
         }
     }
@@ -107,6 +121,11 @@ impl Tracker {
         if let Ok(mut p) = self.primary.lock() {
             *p = Arc::from(primary);
         }
+    }
+
+    /// Where the primary's latencies go (the session moves it with itself).
+    pub fn timer(&self) -> &SessionTimer {
+        &self.timer
     }
 
     pub fn link(&self) -> &MirrorLink {
@@ -165,7 +184,11 @@ impl Tracker {
             return;
         }
         if inner.units.back().is_none_or(|u| u.closed) {
-            inner.units.push_back(Unit::default());
+            let started = Some(Instant::now());
+            inner.units.push_back(Unit {
+                started,
+                ..Unit::default()
+            });
         }
         let Some(unit) = inner.units.back_mut() else {
             return;
@@ -186,6 +209,7 @@ impl Tracker {
             b'P' => {
                 if let Ok(p) = Parse::parse(body) {
                     let cls = self.shared.classifier.classify(p.sql);
+                    unit.parsed = unit.parsed.or(Some(cls.kind.into()));
                     if !p.statement.is_empty() {
                         unit.mirror = true;
                         unit.named_parses.push(unit.frames.len());
@@ -354,6 +378,8 @@ impl Tracker {
     }
 
     fn finish(&self, mut unit: Unit, txn: Option<u64>) {
+        let kind = StatementKind::of_unit(&unit.statements, unit.parsed);
+        self.timer.unit(kind, unit.started);
         if let Shadowing::On(capture) = std::mem::take(&mut unit.shadow) {
             if !unit.mirror {
                 self.send_shadow(&mut unit, *capture);
@@ -445,6 +471,7 @@ impl Tracker {
             summary: text,
             fingerprint,
             volatile,
+            kind,
         });
     }
 }

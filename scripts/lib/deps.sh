@@ -78,6 +78,16 @@ sy_ensure_system_deps() {
         postgresql-15 postgresql-client-15
 }
 
+# What the dashboard's browser test needs (the tests only, not the demo): headless Chromium,
+# chromedriver to drive it over WebDriver, and a font for its screenshots.
+sy_ensure_browser_deps() {
+    if ! command -v dpkg-query >/dev/null 2>&1; then
+        echo "not a Debian-like system: install Chromium and chromedriver (or set SWITCHYARD_CHROMIUM and SWITCHYARD_CHROMEDRIVER)"
+        return 0
+    fi
+    sy_apt_install chromium chromium-driver fonts-dejavu-core
+}
+
 # cargo with rustfmt and clippy (from rustup), and cargo-nextest (from crates.io).
 sy_ensure_rust_tools() {
     command -v cargo >/dev/null 2>&1 ||

@@ -15,6 +15,7 @@
 //! Requirements: PostgreSQL 15 server binaries (see [`pg::pg_bindir`]), and when running as
 //! root the `postgres` OS user; `./scripts/test.sh` installs both.
 
+pub mod browser;
 pub mod child;
 pub mod client;
 pub mod env;
@@ -27,6 +28,7 @@ pub mod server_user;
 pub mod tls;
 pub mod tools;
 
+pub use browser::Browser;
 pub use client::{connect, psql};
 pub use env::TwoDbs;
 pub use pg::{PgCluster, PgOptions};

@@ -1,6 +1,7 @@
 //! The admin HTTP API on `admin.address`. It only reads shared state or asks for a reload
 //! (a routing change is a reload of the file it writes); it never reaches into a session.
 
+pub mod dashboard;
 pub mod routing;
 
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use tokio::net::TcpListener;
 
 use crate::state::Shared;
 
-struct AdminState {
+pub(crate) struct AdminState {
     shared: Arc<Shared>,
     started: Instant,
     metrics: crate::metrics::Metrics,
@@ -33,6 +34,8 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener) {
         metrics: crate::metrics::Metrics::default(),
     });
     let app = Router::new()
+        .route("/", get(dashboard::page))
+        .route("/history", get(dashboard::history))
         .route("/status", get(status))
         .route("/divergences", get(divergences))
         .route("/mismatches", get(mismatches))
@@ -106,6 +109,8 @@ async fn status(State(state): State<Arc<AdminState>>) -> Json<serde_json::Value>
             "last": shared.barrier.last(),
         },
         "non_deterministic_statements": shared.nondeterministic.len(),
+        "latency": shared.latencies.summary(),
+        "admin": { "token_required": config.admin.token.is_some() },
         "reloads": {
             "ok": shared.reloads.ok.load(Relaxed),
             "failed": shared.reloads.failed.load(Relaxed),
