@@ -20,6 +20,7 @@ pub mod listener;
 pub mod metrics;
 pub mod mirror;
 pub mod mismatch;
+pub mod order;
 pub mod relay;
 pub mod reload;
 pub mod session;

@@ -70,6 +70,10 @@ fn record(shared: &Shared) {
         .absolute(m.journal_switches.load(Ordering::Relaxed));
     counter!("switchyard_mirror_units_lost_total").absolute(m.lost.load(Ordering::Relaxed));
     counter!("switchyard_mirror_copies_lost_total").absolute(m.copies_lost.load(Ordering::Relaxed));
+    counter!("switchyard_mirror_order_waits_total")
+        .absolute(shared.order.waits.load(Ordering::Relaxed));
+    counter!("switchyard_mirror_order_waits_expired_total")
+        .absolute(shared.order.expired.load(Ordering::Relaxed));
     gauge!("switchyard_mirror_queue_depth").set(m.queue_depth.load(Ordering::Relaxed) as f64);
     gauge!("switchyard_mirror_unsettled_sessions").set(m.unsettled.load(Ordering::Relaxed) as f64);
     counter!("switchyard_divergences_total").absolute(shared.divergences.total());

@@ -116,6 +116,8 @@ pub struct UnitWork {
     pub inserts_into: Vec<String>,
     /// Its first statement's kind, for the secondary's latencies.
     pub kind: crate::latency::StatementKind,
+    /// See [`crate::order`]: the units of other sessions below it are applied first.
+    pub floor: u64,
 }
 
 enum Item {
@@ -125,6 +127,7 @@ enum Item {
     },
     CopyStart {
         seq: u64,
+        floor: u64,
         frames: Vec<Bytes>,
         summary: String,
     },
@@ -208,7 +211,8 @@ pub struct MirrorLink {
     tx: mpsc::UnboundedSender<Item>,
     control: Arc<Control>,
     capacity: usize,
-    seq: Arc<AtomicU64>,
+    order: Arc<crate::order::Order>,
+    session: u64,
     global_depth: Arc<std::sync::atomic::AtomicI64>,
 }
 
@@ -228,7 +232,12 @@ impl MirrorLink {
     }
 
     fn next_seq(&self) -> u64 {
-        self.seq.fetch_add(1, Ordering::Relaxed)
+        self.order.assign(self.session)
+    }
+
+    /// The floor of a request the client sends now (see [`crate::order`]).
+    pub fn floor(&self) -> u64 {
+        self.order.floor()
     }
 
     pub fn unit(&self, work: UnitWork) {
@@ -236,10 +245,11 @@ impl MirrorLink {
         self.send(Item::Unit { seq, work });
     }
 
-    pub fn copy_start(&self, frames: Vec<Bytes>, summary: String) {
+    pub fn copy_start(&self, frames: Vec<Bytes>, summary: String, floor: u64) {
         let seq = self.next_seq();
         self.send(Item::CopyStart {
             seq,
+            floor,
             frames,
             summary,
         });
@@ -350,7 +360,8 @@ pub fn spawn(shared: Arc<Shared>, info: SessionInfo) -> MirrorLink {
         tx,
         control: control.clone(),
         capacity,
-        seq: shared.mirror_seq.clone(),
+        order: shared.order.clone(),
+        session: info.id,
         global_depth: shared.mirror_stats.queue_depth.clone(),
     };
     let worker = Worker {
@@ -479,15 +490,20 @@ impl Worker {
                 self.handle(item).await;
                 continue;
             };
+            self.wait_for_order(work.floor).await;
             // Pipeline: everything already queued goes to the secondary in one write, and
             // the answers are read in order, so the secondary's latency is paid once per
-            // batch rather than once per unit.
+            // batch rather than once per unit. A unit that must wait for another session's
+            // starts the next batch.
             let mut batch = vec![(seq, work)];
             let mut bytes = 0;
             while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
                 match self.rx.try_recv() {
                     Ok(item) => match self.dequeued(item) {
-                        Item::Unit { seq, work } => {
+                        Item::Unit { seq, work }
+                            if self.journaling()
+                                || self.shared.order.ready(work.floor, self.info.id) =>
+                        {
                             bytes += work.frames.iter().map(Bytes::len).sum::<usize>();
                             batch.push((seq, work));
                         }
@@ -499,7 +515,14 @@ impl Worker {
                     Err(_) => break,
                 }
             }
+            let seqs: Vec<u64> = batch.iter().map(|(s, _)| *s).collect();
+            self.shared.order.started(&seqs);
             self.units(batch).await;
+            self.shared.order.done(&seqs);
+        }
+        if let Some(copy) = self.copy.take() {
+            // The session ended in the middle of a COPY.
+            self.shared.order.done(&[copy.seq]);
         }
         if let Some(mut conn) = self.conn.take() {
             let _ = conn.stream.write_all(&[b'X', 0, 0, 0, 4]).await;
@@ -509,6 +532,19 @@ impl Worker {
 
     fn journaling(&self) -> bool {
         self.control.journaling.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the units of other sessions that the primary acknowledged before this
+    /// one was sent have been applied (see [`crate::order`]). Not while journaling: the
+    /// journal is replayed in acknowledgement order anyway.
+    ///
+    /// Only a worker whose secondary connection is outside a transaction waits: it holds
+    /// no locks there, so no unit it waits for can be waiting for it. Inside a
+    /// transaction, the unit goes on at once (the primary already ordered it by its locks).
+    async fn wait_for_order(&self, floor: u64) {
+        if self.status == b'I' && !self.journaling() && self.conn.is_some() {
+            self.shared.order.wait(floor, self.info.id).await;
+        }
     }
 
     fn swap(&mut self, request: SwapRequest) {
@@ -569,15 +605,34 @@ impl Worker {
                 let _ = done.send(());
             }
             Item::Swap(request) => self.swap(*request),
-            Item::Unit { seq, work } => self.units(vec![(seq, work)]).await,
+            Item::Unit { seq, work } => {
+                self.wait_for_order(work.floor).await;
+                self.shared.order.started(&[seq]);
+                self.units(vec![(seq, work)]).await;
+                self.shared.order.done(&[seq]);
+            }
             Item::CopyStart {
                 seq,
+                floor,
                 frames,
                 summary,
-            } => self.copy_start(seq, frames, summary).await,
+            } => {
+                self.wait_for_order(floor).await;
+                self.shared.order.started(&[seq]);
+                self.copy_start(seq, frames, summary).await;
+            }
             Item::CopyData(frame) => self.copy_data(frame).await,
-            Item::CopyEnd { outcome, txn } => self.copy_end(outcome, txn).await,
-            Item::Shadow(work) => self.shadow(*work).await,
+            Item::CopyEnd { outcome, txn } => {
+                let seq = self.copy.as_ref().map(|c| c.seq);
+                self.copy_end(outcome, txn).await;
+                if let Some(seq) = seq {
+                    self.shared.order.done(&[seq]);
+                }
+            }
+            Item::Shadow(work) => {
+                self.wait_for_order(work.floor).await;
+                self.shadow(*work).await;
+            }
         }
     }
 

@@ -69,6 +69,8 @@ impl Sampler {
 /// answered.
 pub struct ShadowWork {
     pub frames: Vec<Bytes>,
+    /// See [`crate::order`]: the writes acknowledged before the read was sent run first.
+    pub floor: u64,
     pub primary: Capture,
     pub ordered: bool,
     pub fingerprint: String,

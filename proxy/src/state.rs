@@ -27,7 +27,7 @@ pub struct Shared {
     /// The mirror's journal, when `mirror.enabled`.
     pub journal: Option<Arc<Journal>>,
     /// The global order of mirrored units (the primary's acknowledgement order).
-    pub mirror_seq: Arc<AtomicU64>,
+    pub order: Arc<crate::order::Order>,
     pub mirror_stats: MirrorStats,
     pub divergences: Divergences,
     /// The cutover barrier: sessions that can move, and the cutover in progress.
@@ -75,7 +75,7 @@ impl Shared {
             journal,
             // Microseconds since the epoch at start: later runs continue the order of the
             // journal left by earlier ones.
-            mirror_seq: Arc::new(AtomicU64::new(seq_start)),
+            order: Arc::new(crate::order::Order::new(seq_start)),
             mirror_stats: MirrorStats::default(),
             divergences: Divergences::default(),
             barrier: Arc::new(crate::cutover::Barrier::default()),

@@ -69,6 +69,9 @@ struct Unit {
     started: Option<Instant>,
     /// The first statement it parses (its kind if it executes none, e.g. a prepare).
     parsed: Option<StatementKind>,
+    /// Units acknowledged before it was sent all have a lower number: the secondary must
+    /// have them first (see [`crate::order`]).
+    floor: u64,
 }
 
 #[derive(Default)]
@@ -187,6 +190,7 @@ impl Tracker {
             let started = Some(Instant::now());
             inner.units.push_back(Unit {
                 started,
+                floor: self.link.floor(),
                 ..Unit::default()
             });
         }
@@ -315,7 +319,8 @@ impl Tracker {
             b'G' if unit.mirror && !unit.streaming => {
                 unit.streaming = true;
                 let frames = std::mem::take(&mut unit.frames);
-                self.link.copy_start(frames, summary(&unit.statements));
+                self.link
+                    .copy_start(frames, summary(&unit.statements), unit.floor);
             }
             _ => {}
         }
@@ -364,6 +369,7 @@ impl Tracker {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log_parameters = self.shared.config.load().shadow_reads.log_parameters;
         self.link.shadow(ShadowWork {
+            floor: unit.floor,
             parameters: log_parameters.then(|| shadow::parameters(&unit.frames)),
             frames: std::mem::take(&mut unit.frames),
             primary: capture,
@@ -463,6 +469,7 @@ impl Tracker {
             .flat_map(|c| c.inserts_into.iter().cloned())
             .collect();
         self.link.unit(UnitWork {
+            floor: unit.floor,
             inserts_into,
             prelude,
             frames,

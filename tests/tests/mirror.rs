@@ -97,6 +97,10 @@ fn pgbench_through_the_mirror_leaves_identical_tables_except_history_mtime() {
     );
     let divergences = http::get(sy.admin_port(), "/divergences").json();
     assert_eq!(divergences["total"], 0, "{divergences}");
+    eprintln!(
+        "mirror: {}",
+        http::get(sy.admin_port(), "/status").json()["mirror"]
+    );
     assert!(metric(&sy, "switchyard_mirror_units_applied_total") > 1000.0);
     assert_eq!(metric(&sy, "switchyard_mirror_units_lost_total"), 0.0);
     assert_eq!(metric(&sy, "switchyard_divergences_total"), 0.0);
@@ -325,5 +329,45 @@ async fn inserts_relying_on_volatile_column_defaults_are_named_non_deterministic
     assert!(
         sy.logs().contains("non-deterministic write"),
         "logged once with its reason"
+    );
+}
+
+/// Causal order across sessions: a row written on one connection and, once that write was
+/// answered, referenced from another connection (a pooled application's two requests)
+/// reaches the secondary in that order, although each session has its own worker. The
+/// parent's INSERT takes half a second to run (on both sides), so without the cross-session
+/// order the child's INSERT would reach the secondary first and fail its foreign key there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_answered_before_another_session_sends_its_own_reaches_the_secondary_first() {
+    let dbs = TwoDbs::start();
+    let sy = mirrored(&dbs, |_| {});
+    let connstr = sy.connstr("app", "app-secret", "app");
+    let a = client::connect(&connstr).await;
+    let b = client::connect(&connstr).await;
+    a.batch_execute(
+        "create table parent (id int primary key);
+         create table child (id int primary key, parent int not null references parent)",
+    )
+    .await
+    .unwrap();
+    converge(&dbs, "child", "*", "id");
+    for id in 1..=3i32 {
+        a.execute(
+            "insert into parent (id) select $1 from pg_sleep(0.5)",
+            &[&id],
+        )
+        .await
+        .unwrap();
+        b.execute("insert into child values ($1, $1)", &[&id])
+            .await
+            .unwrap();
+    }
+    converge(&dbs, "child", "*", "id");
+    let divergences = http::get(sy.admin_port(), "/divergences").json();
+    assert_eq!(divergences["total"], 0, "{divergences}");
+    let status = http::get(sy.admin_port(), "/status").json();
+    assert!(
+        status["mirror"]["order_waits"].as_u64().unwrap() >= 3,
+        "each child waited for its parent: {status}"
     );
 }

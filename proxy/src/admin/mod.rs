@@ -84,6 +84,8 @@ async fn status(State(state): State<Arc<AdminState>>) -> Json<serde_json::Value>
             "units_journaled": m.journaled.load(Relaxed),
             "journal_fallbacks": m.journal_switches.load(Relaxed),
             "units_lost": m.lost.load(Relaxed),
+            "order_waits": shared.order.waits.load(Relaxed),
+            "order_waits_expired": shared.order.expired.load(Relaxed),
             "journal_entries_written": shared.journal.as_ref().map(|j| j.entries_written()),
         },
         "divergences": shared.divergences.total(),
