@@ -251,12 +251,20 @@ else
     echo "green differs from blue: see $RUN/switchyard.log and 'switchyard journal status'."
 fi
 
-sy_step "switchyard's own view: GET http://127.0.0.1:$ADMIN_PORT/status"
-if status="$(curl -sf --max-time 3 "http://127.0.0.1:$ADMIN_PORT/status")"; then
-    if command -v jq >/dev/null 2>&1; then jq . <<<"$status"; else echo "$status"; fi
-else
-    echo "(the admin API did not answer)"
-fi
+sy_step "Cutover to green and flip-back to blue, under load (pgbench -c 4 keeps running)"
+export PGPASSWORD=app-secret
+"$PGBIN/pgbench" -c 4 -T 8 -h 127.0.0.1 -p "$LISTEN_PORT" -U app app >"$RUN/pgbench-cutover.log" 2>&1 &
+BENCH_PID=$!
+sleep 2
+"$SWITCHYARD" ctl cutover --admin "http://127.0.0.1:$ADMIN_PORT"
+sleep 3
+"$SWITCHYARD" ctl flip-back --admin "http://127.0.0.1:$ADMIN_PORT"
+wait "$BENCH_PID" || sy_die "pgbench failed during the cutover; see $RUN/pgbench-cutover.log"
+unset PGPASSWORD
+grep -E "number of (transactions actually processed|failed transactions)" "$RUN/pgbench-cutover.log" || true
+
+sy_step "switchyard's own view: switchyard ctl status (JSON: GET http://127.0.0.1:$ADMIN_PORT/status)"
+"$SWITCHYARD" ctl status --admin "http://127.0.0.1:$ADMIN_PORT" || echo "(the admin API did not answer)"
 [ -s "$RUN/mismatches.jsonl" ] && echo "shadow-read mismatches: $(wc -l <"$RUN/mismatches.jsonl") (in $RUN/mismatches.jsonl)"
 
 if [ "$ONCE" -eq 1 ]; then
@@ -269,7 +277,8 @@ cat <<EOF
 
   blue directly:   psql "postgresql://app:app-secret@127.0.0.1:$BLUE_PORT/app"
   green directly:  psql "postgresql://app:app-secret@127.0.0.1:$GREEN_PORT/app"
-  status:          curl -s 127.0.0.1:$ADMIN_PORT/status
+  dashboard:       http://127.0.0.1:$ADMIN_PORT/
+  status:          $SWITCHYARD ctl status --admin http://127.0.0.1:$ADMIN_PORT
   metrics:         curl -s 127.0.0.1:$ADMIN_PORT/metrics
   cut over:        $SWITCHYARD ctl cutover --admin http://127.0.0.1:$ADMIN_PORT
   log:             tail -f $RUN/switchyard.log

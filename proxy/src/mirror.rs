@@ -118,6 +118,9 @@ pub struct UnitWork {
     pub kind: crate::latency::StatementKind,
     /// See [`crate::order`]: the units of other sessions below it are applied first.
     pub floor: u64,
+    /// It ended outside a transaction on the primary: later units of other sessions may
+    /// depend on it (see [`crate::order`]).
+    pub visible: bool,
 }
 
 enum Item {
@@ -231,8 +234,8 @@ impl MirrorLink {
         let _ = self.tx.send(item);
     }
 
-    fn next_seq(&self) -> u64 {
-        self.order.assign(self.session)
+    fn next_seq(&self, visible: bool) -> u64 {
+        self.order.assign(self.session, visible)
     }
 
     /// The floor of a request the client sends now (see [`crate::order`]).
@@ -241,12 +244,13 @@ impl MirrorLink {
     }
 
     pub fn unit(&self, work: UnitWork) {
-        let seq = self.next_seq();
+        let seq = self.next_seq(work.visible);
         self.send(Item::Unit { seq, work });
     }
 
     pub fn copy_start(&self, frames: Vec<Bytes>, summary: String, floor: u64) {
-        let seq = self.next_seq();
+        // Its outcome is not known yet: others may depend on it.
+        let seq = self.next_seq(true);
         self.send(Item::CopyStart {
             seq,
             floor,

@@ -32,6 +32,9 @@ pub const MAX_WAIT: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 struct Pending {
     session: u64,
+    /// It ended outside a transaction on the primary. A unit inside a transaction is
+    /// invisible to other sessions until its COMMIT (a later unit, waited for instead).
+    visible: bool,
     /// When its worker started applying it.
     started: Option<Instant>,
 }
@@ -77,8 +80,9 @@ impl Order {
         self.lock().next
     }
 
-    /// Numbers a unit of `session` that the primary has just acknowledged.
-    pub fn assign(&self, session: u64) -> u64 {
+    /// Numbers a unit of `session` that the primary has just acknowledged; `visible` as
+    /// in [`Pending`].
+    pub fn assign(&self, session: u64, visible: bool) -> u64 {
         let mut inner = self.lock();
         let seq = inner.next;
         inner.next += 1;
@@ -86,6 +90,7 @@ impl Order {
             seq,
             Pending {
                 session,
+                visible,
                 started: None,
             },
         );
@@ -120,7 +125,7 @@ impl Order {
         let inner = self.lock();
         let mut expired = false;
         for (seq, p) in inner.pending.range(..floor) {
-            if p.session == session {
+            if p.session == session || !p.visible {
                 continue;
             }
             match p.started {
@@ -182,10 +187,11 @@ mod tests {
     #[tokio::test]
     async fn waits_for_earlier_units_of_other_sessions_only() {
         let order = Order::new(100);
-        let a1 = order.assign(1);
+        let a1 = order.assign(1, true);
+        let a_open = order.assign(1, false);
         let b_floor = order.floor();
-        let b1 = order.assign(2);
-        let a2 = order.assign(1);
+        let b1 = order.assign(2, true);
+        let a2 = order.assign(1, true);
         assert!(!order.ready(b_floor, 2), "b1 waits for a1");
         assert!(order.ready(b_floor, 1), "a session never waits for itself");
         let floor_before_a1 = a1;
@@ -197,9 +203,10 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
             assert!(!h.is_finished());
             order.done(&[a1]);
+            // a_open (inside a transaction, not committed) is not waited for.
             h.await.expect("released once a1 is done");
             assert_eq!(order.waits.load(Ordering::Relaxed), 1);
-            order.done(&[b1, a2]);
+            order.done(&[a_open, b1, a2]);
             assert_eq!(order.pending(), 0);
             order
         };
@@ -211,7 +218,7 @@ mod tests {
     #[tokio::test]
     async fn a_long_running_unit_stops_being_waited_for() {
         let order = Order::new(1);
-        let slow = order.assign(1);
+        let slow = order.assign(1, true);
         let floor = order.floor();
         order.started(&[slow]);
         assert!(!order.ready(floor, 2));

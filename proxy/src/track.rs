@@ -288,7 +288,7 @@ impl Tracker {
                         self.shared.guard.record(&self.shared, &primary, fault);
                     }
                 }
-                self.finish(unit, txn);
+                self.finish(unit, txn, status == b'I');
             }
             return;
         }
@@ -383,7 +383,9 @@ impl Tracker {
         });
     }
 
-    fn finish(&self, mut unit: Unit, txn: Option<u64>) {
+    /// `visible`: the unit left the primary outside a transaction (its effects are
+    /// committed, and other sessions may depend on them).
+    fn finish(&self, mut unit: Unit, txn: Option<u64>, visible: bool) {
         let kind = StatementKind::of_unit(&unit.statements, unit.parsed);
         self.timer.unit(kind, unit.started);
         if let Shadowing::On(capture) = std::mem::take(&mut unit.shadow) {
@@ -470,6 +472,7 @@ impl Tracker {
             .collect();
         self.link.unit(UnitWork {
             floor: unit.floor,
+            visible,
             inserts_into,
             prelude,
             frames,

@@ -71,13 +71,22 @@ fn pgbench_runs_through_a_cutover_and_a_flip_back() {
     converged(&dbs, "pgbench_accounts", "*");
     let port = sy.port();
     let bench = std::thread::spawn(move || {
-        pgbench(port, &["-c", "16", "-j", "2", "-T", "12", "-M", "prepared"])
+        pgbench(port, &["-c", "16", "-j", "2", "-T", "10", "-M", "prepared"])
     });
-    std::thread::sleep(Duration::from_secs(3));
+    // Every pgbench client connected (they connect one after the other), and running.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while status(&sy)["sessions"] != 16 {
+        assert!(
+            Instant::now() < deadline,
+            "pgbench never opened 16 sessions"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(1));
     let to_green = set_primary(&sy, "green");
     assert_eq!(to_green.status, 200, "cutover: {}", to_green.body);
     let after_cutover = status(&sy);
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(2));
     let to_blue = set_primary(&sy, "blue");
     assert_eq!(to_blue.status, 200, "flip-back: {}", to_blue.body);
     let after_flip = status(&sy);
