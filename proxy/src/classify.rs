@@ -239,20 +239,26 @@ impl Classifier {
         }
     }
 
-    /// The classification of `sql`; the same `Arc` for the same text while it stays cached.
+    /// The classification of `sql`; the same `Arc` for the same statement *shape* (the
+    /// text with its literals blanked, see [`shape`]) while it stays cached. Nothing in a
+    /// classification depends on a literal's value — kind, transaction control, ORDER BY,
+    /// volatile functions, tables inserted into, and the fingerprint and normalised text
+    /// (which blank constants themselves) — so `UPDATE t SET x = 1 WHERE id = 7` and
+    /// `... = 2 WHERE id = 8` share one parse.
     pub fn classify(&self, sql: &str) -> Arc<Classification> {
-        if let Some(hit) = self.cache.get(sql) {
+        if self.capacity == 0 || sql.len() > Self::MAX_CACHED_TEXT {
+            return Arc::new(classify(sql, &self.read_only_functions));
+        }
+        let key = shape(sql);
+        if let Some(hit) = self.cache.get(&key) {
             return Arc::clone(hit.value());
         }
         let classification = Arc::new(classify(sql, &self.read_only_functions));
-        if self.capacity == 0 || sql.len() > Self::MAX_CACHED_TEXT {
-            return classification;
-        }
         if self.cache.len() >= self.capacity {
             self.evict();
         }
-        // If another thread classified the same text meanwhile, keep (and return) its Arc.
-        let entry = self.cache.entry(sql.to_owned()).or_insert(classification);
+        // If another thread classified the same shape meanwhile, keep (and return) its Arc.
+        let entry = self.cache.entry(key).or_insert(classification);
         Arc::clone(entry.value())
     }
 
@@ -277,6 +283,163 @@ impl Classifier {
             }
         });
     }
+}
+
+/// The statement's text with its literals blanked: string constants (`'...'`, `E'...'`,
+/// `$tag$...$tag$`) become `'?'` and numeric constants `0`; identifiers (quoted or not),
+/// keywords, parameters (`$1`), operators and comments are kept as written. Two texts of
+/// the same shape differ only in constants. It is a lexer of PostgreSQL's token rules, not a
+/// parser: text it cannot read (an unterminated quote) is kept from there on.
+pub fn shape(sql: &str) -> String {
+    let b = sql.as_bytes();
+    let mut out = String::with_capacity(sql.len());
+    let mut i = 0;
+    let mut last = 0; // start of the text not copied yet
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80;
+    while i < b.len() {
+        let c = b[i];
+        // Identifiers and keywords (letters, _, non-ASCII), including a letter prefix such
+        // as E'..' or X'..' handled below.
+        if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 {
+            let start = i;
+            while i < b.len() && ident(b[i]) {
+                i += 1;
+            }
+            let word = &sql[start..i];
+            let prefix = matches!(
+                word,
+                "E" | "e" | "B" | "b" | "X" | "x" | "N" | "n" | "U&" | "u&"
+            );
+            if prefix && b.get(i) == Some(&b'\'') {
+                out.push_str(&sql[last..start]);
+                i = skip_quoted(b, i, word.eq_ignore_ascii_case("e"));
+                out.push_str("'?'");
+                last = i;
+            }
+            continue;
+        }
+        match c {
+            b'"' => {
+                // Quoted identifier: kept.
+                i += 1;
+                while i < b.len() {
+                    if b[i] == b'"' {
+                        if b.get(i + 1) == Some(&b'"') {
+                            i += 2;
+                            continue;
+                        }
+                        break;
+                    }
+                    i += 1;
+                }
+                i = (i + 1).min(b.len());
+            }
+            b'\'' => {
+                out.push_str(&sql[last..i]);
+                i = skip_quoted(b, i, false);
+                out.push_str("'?'");
+                last = i;
+            }
+            b'$' => {
+                // $1 parameter, or $tag$ dollar quote.
+                let start = i;
+                let mut j = i + 1;
+                if b.get(j).is_some_and(u8::is_ascii_digit) {
+                    while j < b.len() && b[j].is_ascii_digit() {
+                        j += 1;
+                    }
+                    i = j;
+                    continue;
+                }
+                while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_' || b[j] >= 0x80)
+                {
+                    j += 1;
+                }
+                if b.get(j) != Some(&b'$') {
+                    i = j;
+                    continue;
+                }
+                let tag = &b[start..=j];
+                let body = j + 1;
+                match b[body..].windows(tag.len()).position(|w| w == tag) {
+                    Some(end) => {
+                        out.push_str(&sql[last..start]);
+                        out.push_str("'?'");
+                        i = body + end + tag.len();
+                        last = i;
+                    }
+                    None => i = b.len(),
+                }
+            }
+            b'0'..=b'9' => {
+                out.push_str(&sql[last..i]);
+                i = skip_number(b, i);
+                out.push('0');
+                last = i;
+            }
+            b'.' if b.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+                out.push_str(&sql[last..i]);
+                i = skip_number(b, i);
+                out.push('0');
+                last = i;
+            }
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                let mut depth = 0usize;
+                while i < b.len() {
+                    if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
+                        depth += 1;
+                        i += 2;
+                    } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
+                        depth -= 1;
+                        i += 2;
+                        if depth == 0 {
+                            break;
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    if last < sql.len() {
+        out.push_str(&sql[last..]);
+    }
+    out
+}
+
+/// Past a quoted string starting at `b[i] == '\''`; `backslash`: E'' escapes.
+fn skip_quoted(b: &[u8], mut i: usize, backslash: bool) -> usize {
+    i += 1;
+    while i < b.len() {
+        match b[i] {
+            b'\\' if backslash => i += 2,
+            b'\'' if b.get(i + 1) == Some(&b'\'') => i += 2,
+            b'\'' => return i + 1,
+            _ => i += 1,
+        }
+    }
+    b.len()
+}
+
+/// Past a numeric constant (digits, `.`, exponent, `_` separators, 0x/0o/0b forms).
+fn skip_number(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() {
+        let c = b[i];
+        let exponent_sign = (c == b'+' || c == b'-') && i > 0 && matches!(b[i - 1], b'e' | b'E');
+        if c.is_ascii_alphanumeric() || c == b'.' || c == b'_' || exponent_sign {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    i
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1588,6 +1751,44 @@ const VOLATILE_FUNCTIONS: &[&str] = &[
 
 #[cfg(test)]
 mod tests {
+
+    /// Statements that differ only in constants share a shape; identifiers, quoted
+    /// identifiers, parameters and keywords are kept, so different statements do not.
+    #[test]
+    fn shapes_blank_constants_only() {
+        let same = [
+            "UPDATE pgbench_accounts SET abalance = abalance + 42 WHERE aid = 7;",
+            "UPDATE pgbench_accounts SET abalance = abalance + 3 WHERE aid = 123456;",
+            "UPDATE pgbench_accounts SET abalance = abalance + 1.5e-3 WHERE aid = .5;",
+        ];
+        let k = shape(same[0]);
+        for s in &same[1..] {
+            assert_eq!(shape(s), k, "{s}");
+        }
+        assert_eq!(
+            shape("select 'it''s', E'a\\'b', $q$x$y$q$, x'1F', t1.c2, \"Col 9\", $1 -- 5\n"),
+            "select '?', '?', '?', '?', t1.c2, \"Col 9\", $1 -- 5\n"
+        );
+        assert_ne!(shape("select * from t1"), shape("select * from t2"));
+        assert_ne!(shape("select 1"), shape("delete from t"));
+        assert_ne!(shape("select $1"), shape("select $2"));
+        assert_eq!(shape("select 'unterminated"), "select '?'");
+    }
+
+    /// The cache is keyed by shape: literal variants share one classification, and a
+    /// different statement still gets its own.
+    #[test]
+    fn the_cache_is_shared_by_literal_variants() {
+        let c = Classifier::new(100, Vec::new());
+        let a = c.classify("insert into t values (1, 'a')");
+        let b = c.classify("insert into t values (2, 'bb')");
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(c.len(), 1);
+        let r = c.classify("select * from t where id = 3");
+        assert_eq!(r.kind, Kind::Read);
+        assert_eq!(a.kind, Kind::Write);
+        assert_eq!(c.len(), 2);
+    }
     use super::*;
 
     /// One row of the classification table: the SQL, its kind, and — where the row is about
@@ -2153,7 +2354,7 @@ mod tests {
         let b = classifier.classify("SELECT pure_fn(1)");
         assert!(Arc::ptr_eq(&a, &b));
         assert_eq!(a.kind, Read, "the configured read-only list is used");
-        assert!(!Arc::ptr_eq(&a, &classifier.classify("SELECT pure_fn(2)")));
+        assert!(!Arc::ptr_eq(&a, &classifier.classify("SELECT other_fn(1)")));
         assert_eq!(classifier.len(), 2);
     }
 
@@ -2161,12 +2362,13 @@ mod tests {
     fn classifier_never_holds_more_than_its_capacity() {
         let classifier = Classifier::new(10, Vec::new());
         for i in 0..100 {
-            classifier.classify(&format!("SELECT {i}"));
+            // Distinct shapes (a different table each time), so each is a new entry.
+            classifier.classify(&format!("SELECT c FROM t{i}"));
             assert!(classifier.len() <= 10, "len {} after {i}", classifier.len());
         }
         assert!(!classifier.is_empty());
         // Evicted texts are classified again, correctly.
-        assert_eq!(classifier.classify("SELECT 0").kind, Read);
+        assert_eq!(classifier.classify("SELECT c FROM t0").kind, Read);
     }
 
     #[test]

@@ -604,11 +604,7 @@ impl<'a> View<'a> {
             .map(|(i, v)| {
                 v.map(|v| {
                     let s = if self.format(i) == 1 {
-                        let mut s = String::from("\\x");
-                        for b in v {
-                            s.push_str(&format!("{b:02x}"));
-                        }
-                        s
+                        binary_text(v, self.type_oid(i))
                     } else {
                         String::from_utf8_lossy(v).into_owned()
                     };
@@ -623,6 +619,26 @@ impl<'a> View<'a> {
             })
             .collect()
     }
+}
+
+/// A binary-format value as text: the common scalar types decoded, anything else in hex.
+fn binary_text(v: &[u8], type_oid: u32) -> String {
+    const BOOL: u32 = 16;
+    const INT8: u32 = 20;
+    const INT2: u32 = 21;
+    const INT4: u32 = 23;
+    const TEXTLIKE: [u32; 4] = [25, 1043, 19, 1042];
+    let decoded = match (type_oid, v.len()) {
+        (BOOL, 1) => Some(if v[0] != 0 { "t" } else { "f" }.to_owned()),
+        (INT2, 2) => v.try_into().ok().map(|b| i16::from_be_bytes(b).to_string()),
+        (INT4, 4) => v.try_into().ok().map(|b| i32::from_be_bytes(b).to_string()),
+        (INT8, 8) => v.try_into().ok().map(|b| i64::from_be_bytes(b).to_string()),
+        (FLOAT4, 4) => v.try_into().ok().map(|b| f32::from_be_bytes(b).to_string()),
+        (FLOAT8, 8) => v.try_into().ok().map(|b| f64::from_be_bytes(b).to_string()),
+        (t, _) if TEXTLIKE.contains(&t) => std::str::from_utf8(v).ok().map(str::to_owned),
+        _ => None,
+    };
+    decoded.unwrap_or_else(|| format!("\\x{}", hex::encode(v)))
 }
 
 fn float_value(v: &[u8], format: i16, type_oid: u32) -> Option<f64> {

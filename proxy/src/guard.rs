@@ -194,8 +194,19 @@ impl Guard {
                 // The failing upstream's journal backlog says nothing about the good one.
                 force: true,
             };
+            let flips_primary = change.primary.is_some();
             match crate::admin::routing::apply(&shared, change).await {
-                Ok(_) => trip.applied = true,
+                Ok(_) => {
+                    trip.applied = true;
+                    if flips_primary {
+                        // The cutover back made the failing upstream the "last good" one:
+                        // it is not; there is nothing to flip back to until an operator
+                        // cuts over again.
+                        if let Ok(mut g) = shared.guard.last_good.lock() {
+                            *g = None;
+                        }
+                    }
+                }
                 Err(e) => {
                     error!(upstream = %upstream, error = %e, "guard: the routing change failed");
                     trip.error = Some(e.to_string());

@@ -1272,7 +1272,16 @@ impl Worker {
             id,
             mismatch,
             frames: work.frames,
-            prelude: self.prelude.iter().map(|(_, f, _)| f.clone()).collect(),
+            prelude: {
+                let mut p: Vec<Vec<Bytes>> =
+                    self.prelude.iter().map(|(_, f, _)| f.clone()).collect();
+                if !work.parses.is_empty() {
+                    let mut parses = work.parses;
+                    parses.push(Bytes::from_static(&[b'S', 0, 0, 0, 4]));
+                    p.push(parses);
+                }
+                p
+            },
             primary: target(primary),
             secondary: target(&self.info.secondary),
             database: self.info.database.clone(),

@@ -29,6 +29,9 @@ pub const MAX_PENDING: usize = 8;
 pub const RECHECKS_AT_ONCE: usize = 4;
 /// How long a re-check may wait for its turn before it gives up.
 const RECHECK_QUEUE_WAIT: Duration = Duration::from_secs(30);
+/// Times a mismatch is re-run on both before it is confirmed: it vanishes as soon as one
+/// re-run agrees (reads of rows other sessions keep writing rarely agree at the first).
+const RECHECK_ATTEMPTS: usize = 3;
 /// Name of the savepoint a shadow read runs under inside the client's transaction.
 const SAVEPOINT: &str = "switchyard_shadow";
 
@@ -77,6 +80,38 @@ pub struct ShadowWork {
     pub summary: String,
     /// Bind parameters as text, only when `shadow_reads.log_parameters`.
     pub parameters: Option<Vec<Option<String>>>,
+    /// The Parse messages of the named prepared statements the read executes, created
+    /// earlier in the session: a re-check on a fresh connection creates them first.
+    pub parses: Vec<Bytes>,
+}
+
+/// Names of the prepared statements the unit's Bind messages use without parsing them in
+/// the unit.
+pub fn statements_used(frames: &[Bytes]) -> Vec<String> {
+    let mut parsed: HashSet<&str> = HashSet::new();
+    let mut used = Vec::new();
+    for f in frames {
+        let body = f.get(5..).unwrap_or_default();
+        match f.first() {
+            Some(b'P') => {
+                if let Ok(p) = Parse::parse(body) {
+                    parsed.insert(p.statement);
+                }
+            }
+            Some(b'B') => {
+                if let Ok(b) = Bind::parse(body) {
+                    if !b.statement.is_empty()
+                        && !parsed.contains(b.statement)
+                        && !used.iter().any(|u| u == b.statement)
+                    {
+                        used.push(b.statement.to_owned());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    used
 }
 
 /// The parameters of the unit's Bind messages, as text (binary values in hex).
@@ -371,7 +406,8 @@ impl Recheck {
         .await
         {
             Ok(Ok(_permit)) => {
-                self.judge(settings.statement_timeout_ms, settings.max_rows)
+                let pause = Duration::from_millis(settings.recheck_after_ms.max(50));
+                self.judge(settings.statement_timeout_ms, settings.max_rows, pause)
                     .await
             }
             _ => (
@@ -392,7 +428,32 @@ impl Recheck {
             .settle(self.id, self.mismatch, status, note, &settings.mismatch_log);
     }
 
-    async fn judge(&self, timeout_ms: u64, max_rows: u64) -> (Status, Option<String>) {
+    async fn judge(
+        &self,
+        timeout_ms: u64,
+        max_rows: u64,
+        pause: Duration,
+    ) -> (Status, Option<String>) {
+        let mut verdict = (Status::Unverified, None);
+        for attempt in 1..=RECHECK_ATTEMPTS {
+            if attempt > 1 {
+                tokio::time::sleep(pause).await;
+            }
+            verdict = self.judge_once(timeout_ms, max_rows).await;
+            if verdict.0 != Status::Confirmed {
+                break;
+            }
+        }
+        if verdict.0 == Status::Confirmed {
+            let note = verdict.1.unwrap_or_default();
+            verdict.1 = Some(format!(
+                "{note} ({RECHECK_ATTEMPTS} re-runs on both, each differed)"
+            ));
+        }
+        verdict
+    }
+
+    async fn judge_once(&self, timeout_ms: u64, max_rows: u64) -> (Status, Option<String>) {
         let frames = secondary_frames(&self.frames, false, timeout_ms);
         let (p, s) = tokio::join!(
             self.run_on(&self.primary, &frames, max_rows),

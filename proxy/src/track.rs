@@ -78,6 +78,9 @@ struct Unit {
 struct Inner {
     units: VecDeque<Unit>,
     statements: HashMap<String, Arc<Classification>>,
+    /// The Parse message of each named prepared statement, so a shadow read's re-check
+    /// can create the statement on a fresh connection.
+    parses: HashMap<String, Bytes>,
     portals: HashMap<String, Arc<Classification>>,
     tx_status: u8,
     txn_counter: u64,
@@ -217,6 +220,7 @@ impl Tracker {
                     if !p.statement.is_empty() {
                         unit.mirror = true;
                         unit.named_parses.push(unit.frames.len());
+                        inner.parses.insert(p.statement.to_owned(), frame.clone());
                     }
                     inner.statements.insert(p.statement.to_owned(), cls);
                 } else {
@@ -246,6 +250,7 @@ impl Tracker {
                 if let Ok(c) = Close::parse(body) {
                     if c.kind == b'S' {
                         inner.statements.remove(c.name);
+                        inner.parses.remove(c.name);
                     } else {
                         inner.portals.remove(c.name);
                     }
@@ -368,8 +373,16 @@ impl Tracker {
             .sampled
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log_parameters = self.shared.config.load().shadow_reads.log_parameters;
+        let parses = {
+            let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            shadow::statements_used(&unit.frames)
+                .iter()
+                .filter_map(|name| inner.parses.get(name).cloned())
+                .collect()
+        };
         self.link.shadow(ShadowWork {
             floor: unit.floor,
+            parses,
             parameters: log_parameters.then(|| shadow::parameters(&unit.frames)),
             frames: std::mem::take(&mut unit.frames),
             primary: capture,

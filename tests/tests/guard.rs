@@ -140,6 +140,10 @@ async fn the_guard_flips_back_to_the_last_good_primary_after_a_cutover() {
         if s["guard"]["last_trip"]["applied"] == true {
             assert_eq!(s["routing"]["primary"], "blue", "{s}");
             assert_eq!(s["guard"]["last_trip"]["upstream"], "green", "{s}");
+            assert!(
+                s["guard"]["last_known_good_primary"].is_null(),
+                "the failed upstream is not a known-good one: {s}"
+            );
             break;
         }
         assert!(Instant::now() < deadline, "the guard never tripped: {s}");
