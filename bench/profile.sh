@@ -10,7 +10,8 @@
 #
 # Environment: CLIENTS=8  TXNS=2000 (per client)  MODE=simple|extended|prepared (simple)
 #   WORKLOAD="-S" (pgbench's select-only; "-b tpcb-like" for writes)  MIRROR=false
-#   TOOL=callgrind|strace (strace: system calls per transaction instead, strace -c -f)
+#   TOOL=callgrind|strace|perf (strace: system calls per transaction, strace -c -f; perf:
+#   where the CPU goes, user and kernel, sampled with perf record -e cpu-clock)
 #   PROFILE_DIR=/some/dir (keeps callgrind.out and the annotated listing; default: a temp
 #   dir, removed on exit)  PORT_BASE=24800
 # Needs valgrind and strace (Debian packages `valgrind`, `strace`; installed when missing).
@@ -31,6 +32,7 @@ cd "$ROOT"
 source scripts/lib/deps.sh
 sy_ensure_system_deps >/dev/null
 sy_apt_install valgrind strace >/dev/null
+command -v perf >/dev/null || [ "$TOOL" != perf ] || sy_die "TOOL=perf needs perf (Debian: linux-perf)"
 cargo build --release -p switchyard
 SWITCHYARD="${CARGO_TARGET_DIR:-$ROOT/target}/release/switchyard"
 BIN="$(sy_pg_bindir)"
@@ -100,7 +102,7 @@ enabled = $MIRROR
 journal_dir = "$WORK/journal"
 EOF
 
-if [ "$TOOL" = strace ]; then
+if [ "$TOOL" != callgrind ]; then
     "$SWITCHYARD" serve --config "$WORK/switchyard.toml" 2>"$WORK/switchyard.log" &
 else
     valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out" \
@@ -117,6 +119,34 @@ pgbench_through() { # transactions per client
 }
 # Warm-up: first connections, lazily initialised state, allocator growth.
 pgbench_through 200 >/dev/null
+if [ "$TOOL" = perf ]; then
+    cpu() { sed 's/.*) //' "/proc/$VG/stat" | awk '{print $12, $13}'; }
+    # Context switches of all the proxy's threads (voluntary: it slept waiting for I/O).
+    switches() { cat /proc/"$VG"/task/*/status | awk '/^(non)?voluntary_ctxt_switches/ {n += $2} END {print n}'; }
+    read -r u0 s0 < <(cpu)
+    cs0="$(switches)"
+    perf record -q -e cpu-clock -F 4000 -o "$OUT/perf.data" -p "$VG" 2>/dev/null &
+    tracer=$!
+    sleep 1
+    out="$(pgbench_through "$TXNS")"
+    kill -INT "$tracer"
+    wait "$tracer" 2>/dev/null || true
+    read -r u1 s1 < <(cpu)
+    cs1="$(switches)"
+    tx="$(grep -oP 'number of transactions actually processed: \K[0-9]+' <<<"$out")"
+    hz="$(getconf CLK_TCK)"
+    echo
+    echo "pgbench $WORKLOAD -M $MODE -c $CLIENTS -t $TXNS through switchyard (mirror.enabled=$MIRROR) under perf record -e cpu-clock"
+    awk -v u="$((u1 - u0))" -v s="$((s1 - s0))" -v hz="$hz" -v t="$tx" 'BEGIN {
+        printf "transactions: %d; proxy CPU per transaction (/proc, includes perf overhead): user %.1f µs + sys %.1f µs\n",
+            t, u / hz * 1e6 / t, s / hz * 1e6 / t }'
+    echo "context switches of the proxy's threads per transaction: $(awk -v a="$cs0" -v b="$cs1" -v t="$tx" 'BEGIN{printf "%.2f", (b - a) / t}')"
+    perf report -i "$OUT/perf.data" --stdio --sort dso 2>/dev/null | grep -E '^ +[0-9]' | head -8
+    echo
+    echo "top symbols (user and kernel):"
+    perf report -i "$OUT/perf.data" --stdio --sort sym 2>/dev/null | grep -E '^ +[0-9]' | head -30 | cut -c1-150
+    exit 0
+fi
 if [ "$TOOL" = strace ]; then
     strace -c -f -o "$OUT/strace.txt" -p "$VG" &
     tracer=$!
