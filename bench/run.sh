@@ -618,7 +618,7 @@ mkdir -p "$RAW_DIR"
 } >"$RAW_DIR/memory.tsv"
 if [ -s "$RUNS" ] || [ -s "$LAT" ]; then
     "$PROBE" chart --runs "$RAW_DIR/runs.tsv" --latency "$RAW_DIR/latency.tsv" --out "$CHART" \
-        --title "switchyard benchmarks, $DATE_START ($(nproc) shared cores): $COMMAND" ||
+        --title "switchyard benchmarks (bench/run.sh), $DATE_START, $(nproc) shared cores$([ "$DEFAULT_MATRIX" = 1 ] || echo ", reduced run"): medians of $ROUNDS rounds" ||
         echo "warning: the chart could not be drawn" >&2
 fi
 REPORT="$WORK/report.md"

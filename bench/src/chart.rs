@@ -24,7 +24,18 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 /// Font family name the embedded font is registered under.
 const FONT: &str = "sans-serif";
 
-/// Colours of the targets, in the order they first appear in the data.
+/// Targets drawn first, in this order (their colours stay the same from run to run); any
+/// other target follows in the order it first appears in the data.
+const ORDER: [&str; 6] = [
+    "direct",
+    "pgbouncer",
+    "switchyard",
+    "switchyard-mirror",
+    "switchyard-shadow",
+    "switchyard-canary",
+];
+
+/// Colours of the targets, in [`ORDER`].
 const PALETTE: [RGBColor; 7] = [
     RGBColor(120, 120, 120),
     RGBColor(31, 119, 180),
@@ -40,7 +51,7 @@ type Cell = (String, String, u32);
 
 /// Everything the chart shows, reduced to medians.
 struct Data {
-    /// Targets in first-appearance order.
+    /// Targets in [`ORDER`], then first-appearance order.
     targets: Vec<String>,
     /// Cells in first-appearance order.
     cells: Vec<Cell>,
@@ -129,6 +140,8 @@ fn load(runs: &Path, latency: &Path) -> Result<Data> {
             }
         }
     }
+    // Stable: targets outside ORDER keep their first-appearance order.
+    targets.sort_by_key(|t| ORDER.iter().position(|o| o == t).unwrap_or(ORDER.len()));
     let tps = tps_runs
         .into_iter()
         .filter_map(|(k, v)| median(v).map(|m| (k, m)))
@@ -365,18 +378,19 @@ fn cpu_panel(area: &Area<'_>, data: &Data) -> Result<()> {
     if proxies.is_empty() {
         return Ok(());
     }
-    let max = data.cpu.values().copied().fold(10.0_f64, f64::max) * 1.6;
+    let max = data.cpu.values().copied().fold(10.0_f64, f64::max) * 3.0;
+    let min = data.cpu.values().copied().fold(10.0_f64, f64::min) / 2.0;
     let n = workloads.len() as f64;
     let mut chart = ChartBuilder::on(area)
         .caption(
-            "Proxy CPU per transaction (µs, median over cells)",
+            "Proxy CPU per transaction (µs, median over cells, log)",
             (FONT, 18),
         )
         .margin(10)
         .margin_left(20)
         .x_label_area_size(30)
         .y_label_area_size(50)
-        .build_cartesian_2d(0.0..n, 0.0..max)?;
+        .build_cartesian_2d(0.0..n, (min..max).log_scale())?;
     chart
         .configure_mesh()
         .disable_x_mesh()
@@ -395,7 +409,7 @@ fn cpu_panel(area: &Area<'_>, data: &Data) -> Result<()> {
                 let v = *data.cpu.get(&((*t).clone(), w.clone()))?;
                 let x0 = i as f64 + 0.08 + k as f64 * width;
                 Some(Rectangle::new(
-                    [(x0, 0.0), (x0 + width * 0.92, v)],
+                    [(x0, min), (x0 + width * 0.92, v)],
                     c.filled(),
                 ))
             })
@@ -405,7 +419,7 @@ fn cpu_panel(area: &Area<'_>, data: &Data) -> Result<()> {
             .label(t.as_str())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
     }
-    // The 10 µs target.
+    // The 10 µs target (select-only).
     chart.draw_series(LineSeries::new(
         [(0.0, 10.0), (n, 10.0)],
         RGBColor(200, 0, 0).stroke_width(2),
@@ -419,7 +433,7 @@ fn cpu_panel(area: &Area<'_>, data: &Data) -> Result<()> {
         .draw()?;
     let style = TextStyle::from((FONT, 14).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
     for (i, w) in workloads.iter().enumerate() {
-        let (px, py) = chart.backend_coord(&(i as f64 + 0.5, 0.0));
+        let (px, py) = chart.backend_coord(&(i as f64 + 0.5, min));
         let (ox, oy) = area.get_base_pixel();
         area.draw(&Text::new(w.clone(), (px - ox, py - oy + 6), style.clone()))?;
     }
