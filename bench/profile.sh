@@ -113,8 +113,9 @@ for _ in $(seq 1 600); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$PROXY") 2>/dev/null; then break; fi
     sleep 0.1
 done
+read -r -a WORKLOAD_ARGS <<<"$WORKLOAD"
 pgbench_through() { # transactions per client
-    "$BIN/pgbench" -n $WORKLOAD -M "$MODE" -c "$CLIENTS" -j $((CLIENTS < 2 ? 1 : 2)) -t "$1" \
+    "$BIN/pgbench" -n "${WORKLOAD_ARGS[@]}" -M "$MODE" -c "$CLIENTS" -j $((CLIENTS < 2 ? 1 : 2)) -t "$1" \
         -h 127.0.0.1 -p "$PROXY" -U app app 2>&1
 }
 # Warm-up: first connections, lazily initialised state, allocator growth.

@@ -101,9 +101,8 @@ cells() {
         if [ -n "$CELLS" ]; then
             for spec in $CELLS; do
                 m="${spec%%:*}"
-                for c in ${spec#*:}; do
-                    for c in ${c//,/ }; do printf '%s\t%s\t%s\n' "$w" "$m" "$c"; done
-                done
+                spec="${spec#*:}"
+                for c in ${spec//,/ }; do printf '%s\t%s\t%s\n' "$w" "$m" "$c"; done
             done
         else
             for m in $MODES; do for c in $CLIENTS; do printf '%s\t%s\t%s\n' "$w" "$m" "$c"; done; done
