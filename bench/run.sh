@@ -16,21 +16,28 @@
 #      transactions of the run.
 #
 # Targets: direct (blue itself), pgbouncer (session mode), switchyard (passthrough: mirror
-# off), switchyard-mirror (every write mirrored to green). Canary 50% is not implemented
-# yet in switchyard and is skipped.
+# off), switchyard-mirror (every write mirrored to green), switchyard-shadow (mirror on and
+# `[shadow_reads] percent = 100`: every read also runs on green and is diffed),
+# switchyard-canary (mirror on, routing.primary = blue, canary_percent = 50: half the
+# sessions are answered by green, their writes mirrored to blue).
 #
 # Everything is configurable through the environment (defaults: the full matrix):
 #   DURATION=30  ROUNDS=3  CLIENTS="1 8 32 64"  MODES="simple extended prepared"
-#   WORKLOADS="select-only tpcb-like"  TARGETS="direct pgbouncer switchyard switchyard-mirror"
+#   CELLS="simple:1,8,32,64 extended:8 prepared:8" (instead of MODES x CLIENTS: each mode
+#   with its own client counts; unset = every mode with every CLIENTS)
+#   WORKLOADS="select-only tpcb-like"
+#   TARGETS="direct pgbouncer switchyard switchyard-mirror switchyard-shadow switchyard-canary"
 #   LATENCY_ITERATIONS=20000  LATENCY_WARMUP=2000  (LATENCY_ITERATIONS=0 skips it)
 #   IDLE_SESSIONS=1000  MEM_TARGETS="switchyard switchyard-mirror pgbouncer" (IDLE_SESSIONS=0 skips)
 #   THROUGHPUT=1  (0 skips pgbench)  PORT_BASE=24700  RESULTS_FILE=bench/RESULTS.md
 #   RESULTS_NOTE="free text added to the section"  LOGS_DIR=/some/dir (keeps the logs and
-#   raw TSVs of the run; the temp dir is removed on exit)
+#   configs of the run; the temp dir is removed on exit)  CHART=bench/results.png
+#   RAW_DIR=bench/raw (the run's raw TSVs: runs, latency, memory; the chart is drawn from
+#   them by `switchyard-bench chart`, which can redraw it later without a run)
 #
 # Results: printed, and written as the section "## Side by side: direct, pgbouncer,
 # switchyard (bench/run.sh)" of bench/RESULTS.md (replacing an older section of that
-# heading; other sections are kept). Medians over ROUNDS.
+# heading; other sections are kept), with the chart bench/results.png. Medians over ROUNDS.
 #
 # Authentication: clients authenticate to switchyard and to pgbouncer with md5 (cheap and
 # the same on both), so the per-transaction CPU is not dominated by SCRAM's PBKDF2 at
@@ -42,7 +49,8 @@ ROUNDS="${ROUNDS:-3}"
 CLIENTS="${CLIENTS:-1 8 32 64}"
 MODES="${MODES:-simple extended prepared}"
 WORKLOADS="${WORKLOADS:-select-only tpcb-like}"
-TARGETS="${TARGETS:-direct pgbouncer switchyard switchyard-mirror}"
+TARGETS="${TARGETS:-direct pgbouncer switchyard switchyard-mirror switchyard-shadow switchyard-canary}"
+CELLS="${CELLS:-}"
 LATENCY_ITERATIONS="${LATENCY_ITERATIONS:-20000}"
 LATENCY_WARMUP="${LATENCY_WARMUP:-2000}"
 IDLE_SESSIONS="${IDLE_SESSIONS:-1000}"
@@ -56,12 +64,14 @@ HEADING="## Side by side: direct, pgbouncer, switchyard (bench/run.sh)"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 RESULTS_FILE="${RESULTS_FILE:-$ROOT/bench/RESULTS.md}"
+CHART="${CHART:-$ROOT/bench/results.png}"
+RAW_DIR="${RAW_DIR:-$ROOT/bench/raw}"
 # shellcheck source=scripts/lib/deps.sh
 source scripts/lib/deps.sh
 
 # The exact command, for the report: the non-default settings, then the script.
 COMMAND=""
-for v in DURATION ROUNDS CLIENTS MODES WORKLOADS TARGETS LATENCY_ITERATIONS LATENCY_WARMUP \
+for v in DURATION ROUNDS CLIENTS MODES CELLS WORKLOADS TARGETS LATENCY_ITERATIONS LATENCY_WARMUP \
     IDLE_SESSIONS MEM_TARGETS THROUGHPUT PORT_BASE; do
     if [ -n "$(printenv "$v" 2>/dev/null || true)" ]; then
         val="${!v}"
@@ -76,13 +86,29 @@ load() { cut -d' ' -f1-3 /proc/loadavg; }
 LOAD_START="$(load)"
 DATE_START="$(date -u '+%Y-%m-%d %H:%M UTC')"
 
+SWITCHYARDS="switchyard switchyard-mirror switchyard-shadow switchyard-canary"
 for t in $TARGETS; do
     case "$t" in
-        direct | pgbouncer | switchyard | switchyard-mirror) ;;
-        switchyard-canary*) sy_die "canary routing is not implemented in switchyard yet: drop $t from TARGETS" ;;
-        *) sy_die "unknown target $t (direct pgbouncer switchyard switchyard-mirror)" ;;
+        direct | pgbouncer | switchyard | switchyard-mirror | switchyard-shadow | switchyard-canary) ;;
+        *) sy_die "unknown target $t (direct pgbouncer $SWITCHYARDS)" ;;
     esac
 done
+
+# The pgbench cells, one "workload<TAB>mode<TAB>clients" line each, in run and report order.
+cells() {
+    local w m c spec
+    for w in $WORKLOADS; do
+        if [ -n "$CELLS" ]; then
+            for spec in $CELLS; do
+                m="${spec%%:*}"
+                spec="${spec#*:}"
+                for c in ${spec//,/ }; do printf '%s\t%s\t%s\n' "$w" "$m" "$c"; done
+            done
+        else
+            for m in $MODES; do for c in $CLIENTS; do printf '%s\t%s\t%s\n' "$w" "$m" "$c"; done; done
+        fi
+    done
+}
 
 sy_step "dependencies and release build"
 sy_ensure_system_deps >/dev/null
@@ -123,6 +149,8 @@ declare -A PORT=(
     [pgbouncer]=$((PORT_BASE + 2))
     [switchyard]=$((PORT_BASE + 3))
     [switchyard-mirror]=$((PORT_BASE + 5))
+    [switchyard-shadow]=$((PORT_BASE + 7))
+    [switchyard-canary]=$((PORT_BASE + 9))
 )
 declare -A PID=()
 
@@ -158,8 +186,8 @@ export PGPASSWORD=app-secret
 "$BIN/pgbench" -i -q -s "$SCALE" -h 127.0.0.1 -p "$BLUE" -U app app >/dev/null 2>&1
 "$BIN/pgbench" -i -q -s "$SCALE" -h 127.0.0.1 -p "$GREEN" -U app app >/dev/null 2>&1
 
-sy_step "switchyard (passthrough, mirror) and pgbouncer"
-sy_config() { # mirror(true|false) listen admin
+sy_step "switchyard ($SWITCHYARDS) and pgbouncer"
+sy_config() { # mirror(true|false) listen admin canary_percent shadow_percent
     cat <<EOF
 [listen]
 address = "127.0.0.1:$2"
@@ -181,14 +209,22 @@ host = "127.0.0.1"
 port = $GREEN
 [routing]
 primary = "blue"
+canary_percent = $4
 [mirror]
 enabled = $1
 journal_dir = "$WORK/journal-$2"
+[shadow_reads]
+percent = $5
+mismatch_log = "$WORK/mismatches-$2.jsonl"
 EOF
 }
-sy_config false "${PORT[switchyard]}" $((PORT_BASE + 4)) >"$WORK/switchyard.toml"
-sy_config true "${PORT[switchyard-mirror]}" $((PORT_BASE + 6)) >"$WORK/switchyard-mirror.toml"
-for t in switchyard switchyard-mirror; do
+sy_config false "${PORT[switchyard]}" $((PORT_BASE + 4)) 0 0 >"$WORK/switchyard.toml"
+sy_config true "${PORT[switchyard-mirror]}" $((PORT_BASE + 6)) 0 0 >"$WORK/switchyard-mirror.toml"
+sy_config true "${PORT[switchyard-shadow]}" $((PORT_BASE + 8)) 0 100 >"$WORK/switchyard-shadow.toml"
+sy_config true "${PORT[switchyard-canary]}" $((PORT_BASE + 10)) 50 0 >"$WORK/switchyard-canary.toml"
+for t in $SWITCHYARDS; do
+    "$SWITCHYARD" check-config "$WORK/$t.toml" >"$WORK/$t.check" 2>&1 ||
+        sy_die "$t: switchyard check-config refused the configuration: $(cat "$WORK/$t.check")"
     "$SWITCHYARD" serve --config "$WORK/$t.toml" 2>"$WORK/$t.log" &
     PID[$t]=$!
     PIDS+=("$!")
@@ -222,7 +258,7 @@ EOF
 as_pg bash -c 'ulimit -n "$(ulimit -Hn)"; exec "$0" "$@"' "$PGBOUNCER" "$WORK/pgbouncer.ini" \
     >"$WORK/pgbouncer.out" 2>&1 &
 PIDS+=("$!")
-for t in switchyard switchyard-mirror; do wait_port "${PORT[$t]}" "$WORK/$t.log"; done
+for t in $SWITCHYARDS; do wait_port "${PORT[$t]}" "$WORK/$t.log"; done
 wait_port "${PORT[pgbouncer]}" "$WORK/pgbouncer.out"
 PID[pgbouncer]="$(cat "$WORK/pgbouncer.pid")"
 
@@ -296,13 +332,11 @@ fi
 RUNS="$WORK/runs.tsv"
 : >"$RUNS"
 if [ "$THROUGHPUT" != 0 ]; then
-    sy_step "pgbench: $WORKLOADS x $MODES x clients $CLIENTS x $TARGETS, ${DURATION}s x $ROUNDS rounds"
+    sy_step "pgbench: $(cells | wc -l) cells ($WORKLOADS; ${CELLS:-$MODES x clients $CLIENTS}) x $TARGETS, ${DURATION}s x $ROUNDS rounds"
     echo -e "target\tworkload\tmode\tclients\tround\ttps\ttransactions\tproxy_cpu_us_per_tx\tlatency_avg_ms\tfailed"
     cell=0
     for round in $(seq 1 "$ROUNDS"); do
-        for w in $WORKLOADS; do
-            for m in $MODES; do
-                for c in $CLIENTS; do
+        while IFS=$'\t' read -r w m c; do
                     cell=$((cell + 1))
                     for t in $(rotated "$cell"); do
                         if [ "$w" = tpcb-like ]; then
@@ -333,9 +367,7 @@ if [ "$THROUGHPUT" != 0 ]; then
                         printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
                             "$t" "$w" "$m" "$c" "$round" "$tps" "$tx" "$cpu" "${lat:--}" "$failed" | tee -a "$RUNS"
                     done
-                done
-            done
-        done
+        done < <(cells)
     done
 fi
 LOAD_END="$(load)"
@@ -348,17 +380,39 @@ col() { # file field target [extra awk condition on $2..]
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a/b }'; }
 kib() { awk -v k="$1" 'BEGIN{printf "%.1f MiB", k/1024}'; }
 
-# The journal fallbacks of switchyard-mirror by reason (over the whole script: the idle
-# sessions of the memory step included).
+# The journal fallbacks of the mirroring switchyards by reason (over the whole script: the
+# idle sessions of the memory step included).
 journal_reasons() {
-    local reasons
-    reasons="$(sed 's/\x1b\[[0-9;]*m//g' "$WORK/switchyard-mirror.log" | grep 'falls back to the journal' |
-        grep -oP 'reason=("[^"]*"|\S+)' | sort | uniq -c | sort -rn || true)"
-    if [ -n "$reasons" ]; then
-        echo "Journal fallbacks by reason (whole run, memory step included):"
+    local reasons t
+    for t in $SWITCHYARDS; do
+        [ "$t" = switchyard ] && continue
+        has "$t" || continue
+        reasons="$(sed 's/\x1b\[[0-9;]*m//g' "$WORK/$t.log" | grep 'falls back to the journal' |
+            grep -oP 'reason=("[^"]*"|\S+)' | sort | uniq -c | sort -rn || true)"
+        if [ -n "$reasons" ]; then
+            echo "Journal fallbacks of $t by reason (whole run, memory step included):"
+            echo
+            awk '{n = $1; $1 = ""; sub(/^ /, ""); printf "- %s × %s\n", n, $0}' <<<"$reasons"
+            echo
+        fi
+    done
+}
+
+# Whether the shadow-read target really ran shadow reads: its metrics name them.
+shadow_note() {
+    if ! has switchyard-shadow; then return 0; fi
+    local lines
+    lines="$(curl -fsS "http://127.0.0.1:$((PORT_BASE + 8))/metrics" 2>/dev/null | grep -v '^#' | grep -c -i shadow || true)"
+    if [ "${lines:-0}" -gt 0 ]; then
+        echo "- switchyard-shadow: mirror on and \`[shadow_reads] percent = 100\`. Its shadow-read metrics at the end of the run:"
         echo
-        awk '{n = $1; $1 = ""; sub(/^ /, ""); printf "- %s × %s\n", n, $0}' <<<"$reasons"
-        echo
+        echo '  ```'
+        curl -fsS "http://127.0.0.1:$((PORT_BASE + 8))/metrics" 2>/dev/null | grep -v '^#' | grep -i shadow | head -8 | sed 's/^/  /'
+        echo '  ```'
+    else
+        echo "- switchyard-shadow: mirror on and \`[shadow_reads] percent = 100\` — **the build measured accepts the"
+        echo "  key but runs no shadow reads yet** (its metrics name none): this column measures the mirror only,"
+        echo "  and must be rerun once shadow reads land."
     fi
 }
 
@@ -377,7 +431,11 @@ report() {
     echo "- Load average (1/5/15 min) at start: $LOAD_START; at end: $LOAD_END. The machine's"
     echo "  cores are shared: other engineers may have been compiling or testing during the run,"
     echo "  and PostgreSQL, the proxy and pgbench all run on the same cores."
-    echo "- Canary 50%: not measured — canary routing is not implemented in switchyard yet."
+    echo "- Targets: direct = blue itself; pgbouncer in session mode; switchyard = passthrough (mirror off);"
+    echo "  switchyard-mirror = every write mirrored to green; switchyard-canary = mirror on,"
+    echo "  \`routing.primary = \"blue\"\`, \`canary_percent = 50\` (half the sessions answered by green, their"
+    echo "  writes mirrored to blue; direct stays blue alone)."
+    shadow_note
     echo "- Auth: md5 for clients of switchyard and pgbouncer alike; the clusters trust 127.0.0.1."
     [ -n "${RESULTS_NOTE:-}" ] && echo "- $RESULTS_NOTE"
     echo
@@ -389,7 +447,7 @@ report() {
         for t in $TARGETS; do hdr+=" $t |"; sep+="---|"; done
         echo "$hdr"
         echo "$sep"
-        for w in $WORKLOADS; do for m in $MODES; do for c in $CLIENTS; do
+        while IFS=$'\t' read -r w m c; do
             local cond="&& \$2==\"$w\" && \$3==\"$m\" && \$4==\"$c\"" row="| $w | $m | $c |" d
             d="$(col "$RUNS" 6 direct "$cond")"
             for t in $TARGETS; do
@@ -398,8 +456,12 @@ report() {
                 if has direct; then row+=" $(printf '%.0f' "$v") ($(ratio "$v" "$d")x) |"; else row+=" $(printf '%.0f' "$v") |"; fi
             done
             echo "$row"
-        done; done; done
+        done < <(cells)
         echo
+        if [ -s "$CHART" ]; then
+            echo "![throughput ratios to direct and single-client latency]($(realpath --relative-to="$(dirname "$RESULTS_FILE")" "$CHART"))"
+            echo
+        fi
         local proxies=""
         for t in $TARGETS; do [ "$t" != direct ] && proxies+=" $t"; done
         if [ -n "$proxies" ]; then
@@ -410,16 +472,21 @@ report() {
             for t in $proxies; do hdr+=" $t |"; sep+="---|"; done
             echo "$hdr"
             echo "$sep"
-            for w in $WORKLOADS; do for m in $MODES; do for c in $CLIENTS; do
+            while IFS=$'\t' read -r w m c; do
                 local cond="&& \$2==\"$w\" && \$3==\"$m\" && \$4==\"$c\"" row="| $w | $m | $c |"
                 for t in $proxies; do row+=" $(col "$RUNS" 8 "$t" "$cond") |"; done
                 echo "$row"
-            done; done; done
+            done < <(cells)
             echo
         fi
         local failed
         failed="$(awk -F'\t' '{s+=$10} END{print s+0}' "$RUNS")"
-        echo "Failed transactions over all runs: $failed. Sessions of switchyard-mirror that fell back to the journal: $(grep -c 'falls back to the journal' "$WORK/switchyard-mirror.log" || true)."
+        local fell="" t
+        for t in $SWITCHYARDS; do
+            [ "$t" = switchyard ] && continue
+            has "$t" && fell+=" $t $(grep -c 'falls back to the journal' "$WORK/$t.log" || true),"
+        done
+        echo "Failed transactions over all runs: $failed. Sessions that fell back to the journal:${fell%,}."
         echo
         journal_reasons
     fi
@@ -463,6 +530,20 @@ report() {
     targets_check
 }
 
+# Prints the lowest median ratio a/b over the cells of a workload against a threshold.
+lowest_ratio() { # target_a target_b workload label threshold
+    local low="" lowcell="" m c r cond
+    while IFS=$'\t' read -r m c; do
+        cond="&& \$2==\"$3\" && \$3==\"$m\" && \$4==\"$c\""
+        r="$(ratio "$(col "$RUNS" 6 "$1" "$cond")" "$(col "$RUNS" 6 "$2" "$cond")")"
+        [ "$r" = - ] && continue
+        if [ -z "$low" ] || awk -v a="$r" -v b="$low" 'BEGIN{exit !(a < b)}'; then low="$r"; lowcell="$m, $c clients"; fi
+    done < <(awk -F'\t' -v t="$1" -v w="$3" '$1==t && $2==w {print $3"\t"$4}' "$RUNS" | sort -u)
+    if [ -n "$low" ]; then
+        echo "- $4: lowest ${low}x ($lowcell) — $(awk -v r="$low" -v t="$5" 'BEGIN{ if (r >= t) print "met"; else printf "missed by %.2f", t-r }')."
+    fi
+}
+
 targets_check() {
     local cond v d
     if [ -s "$RUNS" ] && has switchyard; then
@@ -498,7 +579,11 @@ targets_check() {
             if [ -n "$low" ]; then
                 echo "- ≥ 0.70x direct on select-only with 8+ clients: lowest ${low}x ($lowcell) — $(awk -v r="$low" 'BEGIN{ if (r >= 0.70) print "met"; else printf "missed by %.2f", 0.70-r }')."
             fi
+            lowest_ratio switchyard direct tpcb-like "≥ 0.70x direct on tpcb-like" 0.70
         fi
+    fi
+    if [ -s "$RUNS" ] && has switchyard && has switchyard-mirror; then
+        lowest_ratio switchyard-mirror switchyard tpcb-like "Mirror on ≥ 0.85x passthrough on tpcb-like" 0.85
     fi
     if [ -s "$LAT" ] && has switchyard && has direct; then
         v="$(awk -v a="$(col "$LAT" 3 switchyard)" -v b="$(col "$LAT" 3 direct)" 'BEGIN{printf "%.1f", a-b}')"
@@ -515,6 +600,25 @@ targets_check() {
 if [ -n "${LOGS_DIR:-}" ]; then
     mkdir -p "$LOGS_DIR"
     cp "$WORK"/*.log "$WORK"/*.tsv "$WORK"/*.toml "$WORK"/pgbouncer.ini "$LOGS_DIR"/ 2>/dev/null || true
+fi
+# The raw measurements, with a header line each, and the chart drawn from them.
+mkdir -p "$RAW_DIR"
+{
+    echo -e "target\tworkload\tmode\tclients\tround\ttps\ttransactions\tproxy_cpu_us_per_tx\tlatency_avg_ms\tfailed"
+    cat "$RUNS"
+} >"$RAW_DIR/runs.tsv"
+{
+    echo -e "target\tround\tp50_us\tp99_us\tp999_us\tmean_us"
+    cat "$LAT"
+} >"$RAW_DIR/latency.tsv"
+{
+    echo -e "target\trss_idle_kib\trss_sessions_kib\tbytes_per_session"
+    cat "$MEM"
+} >"$RAW_DIR/memory.tsv"
+if [ -s "$RUNS" ] || [ -s "$LAT" ]; then
+    "$PROBE" chart --runs "$RAW_DIR/runs.tsv" --latency "$RAW_DIR/latency.tsv" --out "$CHART" \
+        --title "switchyard benchmarks (bench/run.sh), $DATE_START, $(nproc) shared cores$([ "$DEFAULT_MATRIX" = 1 ] || echo ", reduced run"): medians of $ROUNDS rounds" ||
+        echo "warning: the chart could not be drawn" >&2
 fi
 REPORT="$WORK/report.md"
 report >"$REPORT"

@@ -1,4 +1,5 @@
-//! `switchyard-bench`: the latency probe and the idle-session holder used by `bench/run.sh`.
+//! `switchyard-bench`: the latency probe, the idle-session holder and the chart used by
+//! `bench/run.sh`.
 //!
 //! - `latency --url URL --iterations N --warmup N`: one client, one connection, a prepared
 //!   `SELECT 1` run N times back to back (after `--warmup` untimed runs); each round trip
@@ -7,11 +8,16 @@
 //! - `idle --url URL --sessions N --hold-secs S`: opens N sessions (a few at a time), checks
 //!   each with one `SELECT 1`, prints `open N` once all are open, then holds them idle for
 //!   S seconds (or until killed). `run.sh` reads the proxy's RSS before and after.
+//! - `chart --runs runs.tsv --latency latency.tsv --out results.png`: draws the PNG chart
+//!   of a run's raw TSVs (see [`chart`]).
 //!
 //! `URL` is anything `tokio_postgres::Config` parses: `postgresql://user:pw@host:port/db`
 //! or `host=… port=… user=… password=… dbname=…`.
 
+mod chart;
+
 use std::io::Write;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -23,7 +29,7 @@ use tokio_postgres::{Client, NoTls};
 #[derive(Parser)]
 #[command(
     name = "switchyard-bench",
-    about = "Latency probe and idle-session holder"
+    about = "Latency probe, idle-session holder and results chart"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -59,6 +65,25 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         parallel: usize,
     },
+    /// Draws the PNG chart of a run from its raw TSVs (throughput ratios, latency, CPU).
+    Chart {
+        /// pgbench runs (bench/raw/runs.tsv).
+        #[arg(long)]
+        runs: PathBuf,
+        /// Latency probe rounds (bench/raw/latency.tsv).
+        #[arg(long)]
+        latency: PathBuf,
+        /// The PNG to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Title line of the chart.
+        #[arg(long, default_value = "switchyard benchmarks (bench/run.sh)")]
+        title: String,
+        #[arg(long, default_value_t = 1600)]
+        width: u32,
+        #[arg(long, default_value_t = 1100)]
+        height: u32,
+    },
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -75,6 +100,14 @@ async fn main() -> Result<()> {
             hold_secs,
             parallel,
         } => idle(&url, sessions, hold_secs, parallel).await,
+        Command::Chart {
+            runs,
+            latency,
+            out,
+            title,
+            width,
+            height,
+        } => chart::draw(&runs, &latency, &out, &title, (width, height)),
     }
 }
 

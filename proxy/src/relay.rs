@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use switchyard_protocol::frame::{frame_len, FrameError, FrameScan};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -138,21 +138,24 @@ pub async fn client_to_server(
         }
         if consumed > 0 {
             // Only a session with a mirror can move, so only it keeps boundary bookkeeping.
-            let movable = tracker.is_some();
-            if movable {
-                flow.client_busy.store(true, Ordering::Relaxed);
-            }
-            let chunk = buf.split_to(consumed).freeze();
             if let Some(tracker) = tracker {
+                flow.client_busy.store(true, Ordering::Relaxed);
+                // The tracker keeps the frames it mirrors: it needs them as shared `Bytes`.
+                let chunk = buf.split_to(consumed).freeze();
                 // Registered before the primary can answer, so answers find their unit.
                 tracker.on_client_chunk(&chunk, max);
-            }
-            if let Err(e) = write(server, &chunk).await {
-                return ClientEnd::ServerWrite(e);
-            }
-            if movable {
+                if let Err(e) = write(server, &chunk).await {
+                    return ClientEnd::ServerWrite(e);
+                }
                 flow.client_busy.store(false, Ordering::Relaxed);
                 flow.idle.notify_waiters();
+            } else {
+                // Passthrough: written straight from the read buffer, then dropped from it
+                // (no split, no shared-buffer promotion and reference counting per chunk).
+                if let Err(e) = write(server, &buf[..consumed]).await {
+                    return ClientEnd::ServerWrite(e);
+                }
+                buf.advance(consumed);
             }
         }
         if terminate {
@@ -220,10 +223,12 @@ pub async fn server_to_client(
             if movable {
                 flow.server_busy.store(true, Ordering::Relaxed);
             }
-            let chunk = buf.split_to(consumed);
-            if let Err(e) = write(client, &chunk).await {
+            // Written straight from the read buffer, then dropped from it. A move waits for
+            // `server_busy` to clear, so nothing observes the buffer in between.
+            if let Err(e) = write(client, &buf[..consumed]).await {
                 return ServerEnd::ClientWrite(e);
             }
+            buf.advance(consumed);
             if movable {
                 flow.server_busy.store(false, Ordering::Relaxed);
                 flow.idle.notify_waiters();
