@@ -248,10 +248,21 @@ async fn serve(
     let mut held = false;
     let end = loop {
         let hold = wait_for_hold(membership.as_ref(), &flow, tracker.as_ref());
+        // Resolves once the barrier lifts and the primary → client pump is not in the
+        // middle of a write (a notification, say), so that it can be dropped safely.
         let release = async {
             match membership.as_ref() {
                 Some(m) => m.open().await,
                 None => std::future::pending().await,
+            }
+            loop {
+                let notified = flow.idle.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if !flow.server_busy.load(Ordering::Relaxed) {
+                    return;
+                }
+                notified.await;
             }
         };
         let wants_move = wait_for_move(
