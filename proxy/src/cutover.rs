@@ -167,9 +167,11 @@ impl Membership {
         let _ = rx.wait_for(|h| *h).await;
     }
 
-    /// Resolves when the barrier no longer holds.
+    /// Resolves when the barrier no longer holds. (The session's own pause is counted at
+    /// release, not here.)
     pub async fn open(&self) {
-        self.barrier.wait_open().await;
+        let mut rx = self.barrier.holding.subscribe();
+        let _ = rx.wait_for(|h| !*h).await;
     }
 
     pub fn is_holding(&self) -> bool {

@@ -14,6 +14,7 @@ pub mod cutover;
 pub mod diff;
 pub mod divergence;
 pub mod guard;
+pub mod health;
 pub mod journal;
 pub mod latency;
 pub mod listener;

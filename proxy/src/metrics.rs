@@ -52,6 +52,15 @@ fn record(shared: &Shared) {
             0.0
         };
         gauge!("switchyard_routing_primary", "upstream" => name.to_owned()).set(is_primary);
+        if let Some(h) = shared.health.of(name) {
+            gauge!("switchyard_upstream_up", "upstream" => name.to_owned()).set(if h.ok {
+                1.0
+            } else {
+                0.0
+            });
+            counter!("switchyard_upstream_connection_failures_total", "upstream" => name.to_owned())
+                .absolute(h.failures);
+        }
     }
     gauge!("switchyard_routing_canary_percent").set(f64::from(config.routing.canary_percent));
     gauge!("switchyard_clients_max").set(config.limits.max_clients as f64);

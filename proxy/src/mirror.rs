@@ -472,6 +472,7 @@ impl Worker {
         };
         match upstream::connect(&self.info.secondary, &login).await {
             Ok(c) => {
+                self.shared.health.connected(&self.info.secondary.name);
                 self.conn = Some(Conn {
                     stream: c.stream,
                     buf: c.leftover,
@@ -479,7 +480,12 @@ impl Worker {
                     backend_secret: c.backend_secret,
                 })
             }
-            Err(e) => self.start_journaling(&format!("cannot connect to the secondary: {e}")),
+            Err(e) => {
+                self.shared
+                    .health
+                    .failed(&self.info.secondary.name, &e.to_string());
+                self.start_journaling(&format!("cannot connect to the secondary: {e}"))
+            }
         }
         let mut next: Option<Item> = None;
         loop {
@@ -858,6 +864,7 @@ impl Worker {
     /// with it, so that goes to the journal first.
     fn lost_secondary(&mut self, reason: &str) {
         self.conn = None;
+        self.shared.health.failed(&self.info.secondary.name, reason);
         self.start_journaling(reason);
         for a in std::mem::take(&mut self.open_tx) {
             self.journal_unit(a.seq, &a.frames, &a.tags, a.txn, &a.summary);

@@ -173,7 +173,10 @@ async fn serve(
         database: startup.database(),
     };
     let conn = match upstream::connect(up, &login).await {
-        Ok(c) => c,
+        Ok(c) => {
+            shared.health.connected(&primary);
+            c
+        }
         Err(UpstreamError::Refused { frame, message, .. }) => {
             let code = frame
                 .get(5..)
@@ -188,6 +191,7 @@ async fn serve(
         }
         Err(e) => {
             shared.guard.record(&shared, &primary, Fault::Server);
+            shared.health.failed(&primary, &e.to_string());
             warn!(error = %e, "cannot open the session on its primary");
             let reply =
                 backend::error_response("FATAL", sqlstate::CONNECTION_FAILURE, &e.to_string());
@@ -408,11 +412,17 @@ async fn serve(
         }
         Ok(ClientEnd::ServerWrite(e)) | Err(ServerEnd::Read(e)) => {
             shared.guard.record(&shared, &primary, Fault::Server);
+            shared
+                .health
+                .failed(&primary, &format!("connection lost: {e}"));
             warn!(error = %e, "connection to the primary failed");
             lost_primary(&mut client_w, &primary, &flow).await;
         }
         Err(ServerEnd::Eof) => {
             shared.guard.record(&shared, &primary, Fault::Server);
+            shared
+                .health
+                .failed(&primary, "the server closed the connection");
             info!("the primary closed the connection");
             lost_primary(&mut client_w, &primary, &flow).await;
         }

@@ -34,6 +34,8 @@ pub struct Shared {
     pub barrier: Arc<crate::cutover::Barrier>,
     /// The automatic flip-back.
     pub guard: crate::guard::Guard,
+    /// What connections to each upstream did last.
+    pub health: crate::health::Health,
     /// What shadow reads found.
     pub mismatches: crate::mismatch::Mismatches,
     /// Shadow-read re-checks allowed to run at once.
@@ -80,6 +82,7 @@ impl Shared {
             divergences: Divergences::default(),
             barrier: Arc::new(crate::cutover::Barrier::default()),
             guard: crate::guard::Guard::default(),
+            health: crate::health::Health::default(),
             mismatches: crate::mismatch::Mismatches::default(),
             shadow_rechecks: Arc::new(Semaphore::new(crate::shadow::RECHECKS_AT_ONCE)),
             nondeterministic: NonDeterministic::default(),

@@ -101,6 +101,22 @@ async fn the_guard_turns_the_canary_off_when_the_canary_upstream_fails() {
             "every new session is served by blue"
         );
     }
+    // Per-upstream health in /status and /metrics says which one is down.
+    let s = http::get(sy.admin_port(), "/status").json();
+    assert_eq!(s["upstreams"]["green"]["health"]["ok"], false, "{s}");
+    assert!(
+        s["upstreams"]["green"]["health"]["failures"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{s}"
+    );
+    assert!(
+        s["upstreams"]["green"]["health"]["last_error"].is_string(),
+        "{s}"
+    );
+    assert_eq!(s["upstreams"]["blue"]["health"]["ok"], true, "{s}");
+    assert_eq!(s["upstreams"]["blue"]["role"], "primary", "{s}");
     let file = std::fs::read_to_string(sy.config_path()).unwrap();
     let written: toml_edit::DocumentMut = file.parse().unwrap();
     assert_eq!(
@@ -111,6 +127,14 @@ async fn the_guard_turns_the_canary_off_when_the_canary_upstream_fails() {
     let metrics = http::get(sy.admin_port(), "/metrics").body;
     assert!(
         metrics.contains("switchyard_guard_trips_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("switchyard_upstream_up{upstream=\"green\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("switchyard_upstream_up{upstream=\"blue\"} 1"),
         "{metrics}"
     );
     assert!(sy.logs().contains("guard: the upstream fails too often"));

@@ -75,6 +75,27 @@ async fn status(State(state): State<Arc<AdminState>>) -> Json<serde_json::Value>
             "sticky": config.routing.sticky.as_str(),
             "generation": shared.reloads.generation.load(Relaxed),
         },
+        "upstreams": config
+            .upstreams
+            .names()
+            .iter()
+            .map(|name| {
+                let up = config.upstream(name);
+                let role = if *name == config.routing.primary {
+                    "primary"
+                } else if config.routing.canary_percent > 0 {
+                    "canary"
+                } else {
+                    "secondary"
+                };
+                (name.to_string(), json!({
+                    "address": up.map(|u| format!("{}:{}", u.host, u.port)),
+                    "role": role,
+                    "sessions": sessions.get(*name).cloned().unwrap_or(json!(0)),
+                    "health": shared.health.of(name),
+                }))
+            })
+            .collect::<serde_json::Map<_, _>>(),
         "sessions": sessions.values().filter_map(|v| v.as_i64()).sum::<i64>(),
         "sessions_by_primary": sessions,
         "mirror": {
