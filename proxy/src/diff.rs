@@ -469,20 +469,14 @@ fn compare_set(
         fill_sequence_evidence(&mut d, p, s, &view);
     } else {
         // Rows paired after sorting: show the pairs from the first difference on.
-        d.primary_rows = prow[at..]
+        let differing = prow[at..]
             .iter()
             .zip(&srow[at..])
             .filter(|(a, b)| !view.close(a, b))
-            .take(REPORT_ROWS)
-            .map(|(a, _)| view.render(&a.raw))
-            .collect();
-        d.secondary_rows = prow[at..]
-            .iter()
-            .zip(&srow[at..])
-            .filter(|(a, b)| !view.close(a, b))
-            .take(REPORT_ROWS)
-            .map(|(_, b)| view.render(&b.raw))
-            .collect();
+            .take(REPORT_ROWS);
+        (d.primary_rows, d.secondary_rows) = differing
+            .map(|(a, b)| (view.render(&a.raw), view.render(&b.raw)))
+            .unzip();
     }
     mismatch(d)
 }
@@ -655,44 +649,35 @@ fn float_value(v: &[u8], format: i16, type_oid: u32) -> Option<f64> {
 
 /// Rows of each side that the other lacks (as multisets of the rows under the rules).
 fn fill_multiset_evidence(d: &mut Difference, p: &ResultSet, s: &ResultSet, view: &View<'_>) {
+    d.primary_rows = rows_missing_from(&p.rows, &s.rows, view);
+    d.secondary_rows = rows_missing_from(&s.rows, &p.rows, view);
+}
+
+/// The first few rows of `mine` that `theirs` lacks, counting duplicates (multisets).
+fn rows_missing_from(
+    mine: &[Bytes],
+    theirs: &[Bytes],
+    view: &View<'_>,
+) -> Vec<Vec<Option<String>>> {
     let key = |r: &Bytes| {
         let n = view.normalize(r);
-        (
-            n.key,
-            n.floats
-                .iter()
-                .map(|f| f.map(f64::to_bits))
-                .collect::<Vec<_>>(),
-        )
+        let floats: Vec<Option<u64>> = n.floats.iter().map(|f| f.map(f64::to_bits)).collect();
+        (n.key, floats)
     };
     let mut counts: HashMap<_, i64> = HashMap::new();
-    for r in &s.rows {
+    for r in theirs {
         *counts.entry(key(r)).or_default() += 1;
     }
-    let mut only_p = Vec::new();
-    for r in &p.rows {
+    let mut missing = Vec::new();
+    for r in mine {
         let c = counts.entry(key(r)).or_default();
         if *c > 0 {
             *c -= 1;
-        } else if only_p.len() < REPORT_ROWS {
-            only_p.push(view.render(r));
+        } else if missing.len() < REPORT_ROWS {
+            missing.push(view.render(r));
         }
     }
-    let mut counts: HashMap<_, i64> = HashMap::new();
-    for r in &p.rows {
-        *counts.entry(key(r)).or_default() += 1;
-    }
-    let mut only_s = Vec::new();
-    for r in &s.rows {
-        let c = counts.entry(key(r)).or_default();
-        if *c > 0 {
-            *c -= 1;
-        } else if only_s.len() < REPORT_ROWS {
-            only_s.push(view.render(r));
-        }
-    }
-    d.primary_rows = only_p;
-    d.secondary_rows = only_s;
+    missing
 }
 
 /// The rows of each side from the first position where they differ.
