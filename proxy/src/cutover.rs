@@ -14,7 +14,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use serde::Serialize;
@@ -179,13 +179,6 @@ impl Membership {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 impl Barrier {
     /// Registers a mirrored session (one that can move).
     pub fn join(self: &Arc<Self>, id: u64, bucket: u8, primary: &str) -> Membership {
@@ -336,10 +329,6 @@ impl Barrier {
 
     pub fn last(&self) -> Option<CutoverReport> {
         self.last.lock().ok().and_then(|l| l.clone())
-    }
-
-    pub fn now_ms() -> u64 {
-        now_ms()
     }
 }
 

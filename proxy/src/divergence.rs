@@ -7,7 +7,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
@@ -38,10 +37,7 @@ impl Divergence {
         secondary_outcome: Outcome,
     ) -> Self {
         Self {
-            at_unix_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0),
+            at_unix_ms: crate::clock::unix_ms(),
             session,
             secondary: secondary.to_owned(),
             fingerprint: fingerprint.to_owned(),

@@ -4,10 +4,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
 use serde::Serialize;
+
+use crate::clock::unix_ms;
 
 /// What is known of one upstream.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -28,13 +29,6 @@ pub struct Health {
     pub failures_total: AtomicU64,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 impl Health {
     fn update(&self, upstream: &str, f: impl FnOnce(&mut UpstreamHealth)) {
         let entry = self
@@ -49,7 +43,7 @@ impl Health {
     pub fn connected(&self, upstream: &str) {
         self.update(upstream, |h| {
             h.ok = true;
-            h.last_ok_unix_ms = Some(now_ms());
+            h.last_ok_unix_ms = Some(unix_ms());
         });
     }
 
@@ -60,7 +54,7 @@ impl Health {
             h.ok = false;
             h.failures += 1;
             h.last_error = Some(error.to_owned());
-            h.last_error_unix_ms = Some(now_ms());
+            h.last_error_unix_ms = Some(unix_ms());
         });
     }
 

@@ -16,7 +16,7 @@
 //! and two histogram increments. Values are microseconds, clamped to [`MAX_MICROS`].
 
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use hdrhistogram::Histogram;
@@ -222,15 +222,8 @@ pub struct Latencies {
 
 impl Default for Latencies {
     fn default() -> Self {
-        Self::with_clock(Clock::Real(Instant::now()), unix_ms())
+        Self::with_clock(Clock::Real(Instant::now()), crate::clock::unix_ms())
     }
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn lock(series: &Mutex<Series>) -> std::sync::MutexGuard<'_, Series> {

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod cancel;
 pub mod classify;
 pub mod cli;
+pub mod clock;
 pub mod ctl;
 pub mod cutover;
 pub mod diff;

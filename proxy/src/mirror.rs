@@ -23,7 +23,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use switchyard_config::Upstream;
@@ -1346,10 +1346,7 @@ impl EntryTemplate {
             frames: frames.to_vec(),
             primary_tags: tags.to_vec(),
             summary: summary.to_owned(),
-            at_unix_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0),
+            at_unix_ms: crate::clock::unix_ms(),
         };
         match shared.journal.as_ref().map(|j| j.append(&entry)) {
             Some(Ok(())) => {
@@ -1402,11 +1399,8 @@ fn is_volatile_default(expr: &str) -> bool {
 /// Runs a catalog query on the secondary between mirrored units: the first column of each
 /// row, or `None` when the query failed there (its error is consumed).
 pub(crate) async fn query_rows(conn: &mut Conn, sql: &str) -> std::io::Result<Option<Vec<String>>> {
-    let mut msg = BytesMut::with_capacity(sql.len() + 6);
-    msg.extend_from_slice(b"Q");
-    msg.extend_from_slice(&((sql.len() + 5) as i32).to_be_bytes());
-    msg.extend_from_slice(sql.as_bytes());
-    msg.extend_from_slice(&[0]);
+    let msg = switchyard_protocol::frontend::query(sql)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
     conn.stream.write_all(&msg).await?;
     conn.stream.flush().await?;
     let mut rows = Vec::new();

@@ -107,19 +107,12 @@ pub struct Mismatches {
     log: Mutex<Option<(PathBuf, std::fs::File)>>,
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 impl Mismatches {
     /// Records a new mismatch (its status `Pending` when a re-check follows) and returns
     /// its id.
     pub fn record(&self, mut m: Mismatch) -> u64 {
         m.id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        m.at_ms = now_ms();
+        m.at_ms = crate::clock::unix_ms();
         self.stats.mismatched.fetch_add(1, Ordering::Relaxed);
         if self.by_fingerprint.len() < MAX_FINGERPRINTS
             || self.by_fingerprint.contains_key(&m.fingerprint)

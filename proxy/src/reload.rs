@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -100,10 +100,7 @@ pub async fn reload(shared: &Arc<Shared>, source: Source) -> Result<LastReload, 
             *last = Some(d);
         }
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let now = crate::clock::unix_ms();
     let mut new = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => {
@@ -221,7 +218,7 @@ async fn run_cutover(
     let barrier = &shared.barrier;
     let (from, to) = (old.routing.primary.as_str(), new.routing.primary.as_str());
     let started = std::time::Instant::now();
-    let started_ms = crate::cutover::Barrier::now_ms();
+    let started_ms = crate::clock::unix_ms();
     let sessions = barrier.members();
     let timeout = Duration::from_millis(new.routing.cutover_timeout_ms);
     info!(

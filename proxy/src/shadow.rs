@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use switchyard_config::Upstream;
 use switchyard_protocol::backend::DataRow;
-use switchyard_protocol::frontend::{Bind, Describe, Execute, Parse};
+use switchyard_protocol::frontend::{self, Bind, Describe, Execute, Parse};
 use tokio::io::AsyncWriteExt;
 
 use crate::diff::{self, Capture, Rules, TableNames, Verdict};
@@ -134,13 +134,10 @@ pub fn parameters(frames: &[Bytes]) -> Vec<Option<String>> {
     out
 }
 
+/// The wrapper's own statements: fixed texts and numbers, never a NUL byte, far below the
+/// message size limit, so the builder cannot refuse them.
 fn query(sql: &str) -> Bytes {
-    let mut b = BytesMut::with_capacity(sql.len() + 6);
-    b.put_u8(b'Q');
-    b.put_i32((sql.len() + 5) as i32);
-    b.put_slice(sql.as_bytes());
-    b.put_u8(0);
-    b.freeze()
+    frontend::query(sql).expect("switchyard's own SQL is a valid Query message")
 }
 
 fn describe_portal(name: &str) -> Bytes {

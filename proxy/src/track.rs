@@ -527,7 +527,5 @@ fn summary(statements: &[Arc<Classification>]) -> String {
 }
 
 fn rollback_query() -> Bytes {
-    let mut v = vec![b'Q', 0, 0, 0, 13];
-    v.extend_from_slice(b"ROLLBACK\0");
-    Bytes::from(v)
+    switchyard_protocol::frontend::query("ROLLBACK").expect("a fixed, valid Query message")
 }

@@ -73,7 +73,7 @@ impl Cursor {
         let mut cursor = self.clone();
         cursor.version = CURSOR_VERSION;
         cursor.seq = cursor.applied_through.map(|k| k.seq);
-        cursor.updated_unix_ms = super::status::now_unix_ms();
+        cursor.updated_unix_ms = crate::clock::unix_ms();
         let mut text = serde_json::to_vec(&cursor).expect("a cursor serializes");
         text.push(b'\n');
         let path = dir.join(CURSOR_FILE);

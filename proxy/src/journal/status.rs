@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
@@ -100,13 +99,6 @@ pub fn status(dir: &Path) -> Result<JournalStatus, JournalError> {
         corrupt_lines: loaded.corrupt,
         writer_active: lock::writer_active(dir),
     })
-}
-
-pub(crate) fn now_unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// `1712345678901` → `2024-04-05T19:34:38.901Z`.
