@@ -192,6 +192,6 @@ awk -v t="$tx" '/^ *[0-9,]+ \(/ && !/PROGRAM TOTALS/ {
     END { for (f in s) printf "%8.1f  %s\n", s[f] / t, f }' "$OUT/exclusive.txt" |
     sort -rn |
     # callgrind_annotate charges thread-start frames with the whole run; they are not self cost.
-    grep -v -E '  (std::sys::backtrace::|tokio::runtime::task::raw::poll$|tokio::runtime::task::core::Core<T,S>::poll$|tokio::runtime::scheduler::multi_thread::worker::run$|tokio::runtime::context::scoped::|tokio::runtime::blocking::pool::Inner::run$|start_thread$|core::ops::function::FnOnce::call_once\{\{vtable|clone$|<tokio::runtime::blocking::task::BlockingTask|<std::sys::thread::unix::Thread>::new::thread_start)' |
+    grep -v -E '  (std::sys::backtrace::|tokio::runtime::task::raw::poll$|tokio::runtime::task::core::Core<T,S>::poll$|tokio::runtime::scheduler::multi_thread::worker::run$|tokio::runtime::scheduler::current_thread::CurrentThread::block_on|tokio::runtime::context::scoped::|tokio::runtime::blocking::pool::Inner::run$|start_thread$|core::ops::function::FnOnce::call_once\{\{vtable|clone$|<tokio::runtime::blocking::task::BlockingTask|<std::sys::thread::unix::Thread>::new::thread_start)' |
     head -25 | cut -c1-160
 [ -n "${PROFILE_DIR:-}" ] && echo "kept in $OUT"

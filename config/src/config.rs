@@ -55,11 +55,12 @@ struct RawConfig {
 
 /// Keys whose change a reload cannot apply, because they are bound into sockets (or the TLS
 /// acceptor of the listening socket) at start-up.
-const RESTART_KEYS: [&str; 5] = [
+const RESTART_KEYS: [&str; 6] = [
     "listen.address",
     "listen.tls",
     "listen.tls_cert",
     "listen.tls_key",
+    "listen.threads",
     "admin.address",
 ];
 
@@ -137,9 +138,9 @@ impl Config {
 
     /// The dotted keys that differ between `self` (running) and `new` but cannot change on a
     /// live reload: `listen.address`, `listen.tls`, `listen.tls_cert`, `listen.tls_key`,
-    /// `admin.address`. Empty when `new` can be applied as is. Certificate files are compared
-    /// by path, not content. Everything else (users, upstreams, routing, limits, …) is
-    /// reloadable as far as this crate is concerned.
+    /// `listen.threads`, `admin.address`. Empty when `new` can be applied as is. Certificate
+    /// files are compared by path, not content. Everything else (users, upstreams, routing,
+    /// limits, …) is reloadable as far as this crate is concerned.
     pub fn restart_required(&self, new: &Config) -> Vec<&'static str> {
         let (old_l, new_l) = (&self.listen, &new.listen);
         let changed = [
@@ -147,6 +148,7 @@ impl Config {
             old_l.tls != new_l.tls,
             old_l.tls_cert != new_l.tls_cert,
             old_l.tls_key != new_l.tls_key,
+            old_l.threads != new_l.threads,
             self.admin.address != new.admin.address,
         ];
         RESTART_KEYS

@@ -29,7 +29,13 @@ pub struct Listen {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key; required by `allow` and `require`.
     pub tls_key: Option<PathBuf>,
+    /// Threads that run client sessions, `1..=MAX_THREADS`; `None` (key absent or `0`):
+    /// one per CPU core the process may use.
+    pub threads: Option<usize>,
 }
+
+/// Largest accepted `listen.threads`.
+pub const MAX_THREADS: usize = 1024;
 
 impl Default for Listen {
     fn default() -> Self {
@@ -38,6 +44,7 @@ impl Default for Listen {
             tls: ListenTls::Disable,
             tls_cert: None,
             tls_key: None,
+            threads: None,
         }
     }
 }
@@ -111,6 +118,7 @@ pub(crate) struct RawListen {
     tls: Option<ListenTls>,
     tls_cert: Option<String>,
     tls_key: Option<String>,
+    threads: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -155,11 +163,19 @@ impl RawListen {
                 ),
             ));
         }
+        let threads = check::integer(
+            "listen.threads",
+            self.threads,
+            0,
+            0..=MAX_THREADS as u64,
+            "a number of threads from 1 to 1024, or 0 for one per CPU core",
+        )?;
         Ok(Listen {
             address,
             tls,
             tls_cert,
             tls_key,
+            threads: usize::try_from(threads).ok().filter(|&n| n > 0),
         })
     }
 }

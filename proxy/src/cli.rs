@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -131,10 +132,16 @@ fn serve(path: PathBuf, json_logs: bool) -> anyhow::Result<()> {
     let config =
         Config::load(&path).with_context(|| format!("invalid config {}", path.display()))?;
     init_logging(&config, json_logs);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // The listener, admin API and reload watchers; the sessions run on their own threads.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let threads = Arc::new(
+        crate::threads::SessionThreads::start(config.listen.threads)
+            .context("cannot start the session threads")?,
+    );
+    tracing::info!(threads = threads.len(), "session threads started");
     runtime.block_on(async move {
         let address = config.listen.address.clone();
         let admin_address = config.admin.address.clone();
@@ -148,6 +155,7 @@ fn serve(path: PathBuf, json_logs: bool) -> anyhow::Result<()> {
             None
         };
         let shared = Shared::new(config, journal).context("cannot set up TLS for listen.tls")?;
+        let _ = shared.session_threads.set(threads.clone());
         let listener = TcpListener::bind(&address)
             .await
             .with_context(|| format!("cannot listen on {address}"))?;
@@ -161,7 +169,7 @@ fn serve(path: PathBuf, json_logs: bool) -> anyhow::Result<()> {
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                 .context("cannot install the SIGTERM handler")?;
         tokio::select! {
-            () = listener::serve(shared.clone(), listener) => {}
+            () = listener::serve(shared.clone(), listener, threads) => {}
             r = tokio::signal::ctrl_c() => {
                 r.context("cannot wait for Ctrl-C")?;
                 tracing::info!("interrupted; shutting down");

@@ -1,6 +1,6 @@
 //! switchyard: a PostgreSQL wire-protocol proxy for zero-downtime database migrations.
 //!
-//! Data flows one way: [`listener`] → [`session`] (startup in [`startup`], client auth in
+//! Data flows one way: [`listener`] → [`session`] (on one of the [`threads`]) (startup in [`startup`], client auth in
 //! [`auth`], the primary's connection in [`upstream`]) → [`relay`]. Shared state lives in
 //! [`state`]; cancel requests are routed by [`cancel`].
 
@@ -31,6 +31,7 @@ pub mod sqlstate;
 pub mod startup;
 pub mod state;
 pub mod stream;
+pub mod threads;
 pub mod tls;
 pub mod track;
 pub mod upstream;

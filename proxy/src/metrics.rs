@@ -73,6 +73,7 @@ fn record(shared: &Shared) {
 
     let m = &shared.mirror_stats;
     counter!("switchyard_mirror_units_applied_total").absolute(m.applied.load(Ordering::Relaxed));
+    counter!("switchyard_mirror_batches_total").absolute(m.batches.load(Ordering::Relaxed));
     counter!("switchyard_mirror_units_journaled_total")
         .absolute(m.journaled.load(Ordering::Relaxed));
     counter!("switchyard_mirror_journal_fallbacks_total")

@@ -50,6 +50,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Units written to the secondary in one pipelined batch, at most.
 const MAX_BATCH: usize = 256;
 const MAX_BATCH_BYTES: usize = 1 << 20;
+/// How long a batch that ends inside a transaction waits for the transaction's next unit.
+const HOLD: Duration = Duration::from_millis(10);
 
 /// How a unit ended on one side.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -501,34 +503,13 @@ impl Worker {
                 continue;
             };
             self.wait_for_order(work.floor).await;
-            // Pipeline: everything already queued goes to the secondary in one write, and
-            // the answers are read in order, so the secondary's latency is paid once per
-            // batch rather than once per unit. A unit that must wait for another session's
-            // starts the next batch.
-            let mut batch = vec![(seq, work)];
-            let mut bytes = 0;
-            while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
-                match self.rx.try_recv() {
-                    Ok(item) => match self.dequeued(item) {
-                        Item::Unit { seq, work }
-                            if self.journaling()
-                                || self.shared.order.ready(work.floor, self.info.id) =>
-                        {
-                            bytes += work.frames.iter().map(Bytes::len).sum::<usize>();
-                            batch.push((seq, work));
-                        }
-                        other => {
-                            next = Some(other);
-                            break;
-                        }
-                    },
-                    Err(_) => break,
-                }
-            }
+            let (batch, after) = self.gather(seq, work).await;
+            next = after;
             let seqs: Vec<u64> = batch.iter().map(|(s, _)| *s).collect();
             self.shared.order.started(&seqs);
             self.units(batch).await;
             self.shared.order.done(&seqs);
+            self.units_settled(seqs.len());
         }
         if let Some(copy) = self.copy.take() {
             // The session ended in the middle of a COPY.
@@ -538,6 +519,60 @@ impl Worker {
             let _ = conn.stream.write_all(&[b'X', 0, 0, 0, 4]).await;
         }
         debug!(session = self.info.id, "mirror worker finished");
+    }
+
+    /// Collects the batch that starts with `first`, to be written to the secondary at once
+    /// and answered in order (pipelined), so the secondary's round trip and wake-ups are
+    /// paid once per batch instead of once per unit:
+    /// - everything already queued joins it;
+    /// - while the batch ends inside a transaction on the primary, the worker waits up to
+    ///   [`HOLD`] for the next unit of that transaction, so a transaction reaches the
+    ///   secondary as one write (nothing can observe its effects before it commits, and
+    ///   the unit that ends it is sent at once);
+    /// - a unit that must first wait for another session's (see [`crate::order`]), any
+    ///   other item, or the batch limits end it. That item is returned, to be handled next.
+    async fn gather(&mut self, seq: u64, first: UnitWork) -> (Vec<(u64, UnitWork)>, Option<Item>) {
+        let mut open = !first.visible;
+        let mut bytes = first.frames.iter().map(Bytes::len).sum::<usize>();
+        let mut batch = vec![(seq, first)];
+        // Held units still count as queued: a hold must not itself overflow the queue.
+        let limit = MAX_BATCH.min(self.control.capacity / 2).max(1);
+        while batch.len() < limit && bytes < MAX_BATCH_BYTES {
+            let item = match self.rx.try_recv() {
+                Ok(item) => item,
+                Err(_) if open && !self.journaling() && self.conn.is_some() => {
+                    match tokio::time::timeout(HOLD, self.rx.recv()).await {
+                        Ok(Some(item)) => item,
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+                Err(_) => break,
+            };
+            match self.dequeued(item) {
+                // Inside the primary's transaction the secondary is inside it too, and a
+                // worker inside a transaction never waits for others (see `wait_for_order`).
+                Item::Unit { seq, work }
+                    if open
+                        || self.journaling()
+                        || self.shared.order.ready(work.floor, self.info.id) =>
+                {
+                    open = !work.visible;
+                    bytes += work.frames.iter().map(Bytes::len).sum::<usize>();
+                    batch.push((seq, work));
+                }
+                other => return (batch, Some(other)),
+            }
+        }
+        (batch, None)
+    }
+
+    /// `n` units were applied or journaled: they leave the queue's depth.
+    fn units_settled(&self, n: usize) {
+        self.shared
+            .mirror_stats
+            .queue_depth
+            .fetch_sub(n as i64, Ordering::Relaxed);
+        self.control.depth.fetch_sub(n, Ordering::Relaxed);
     }
 
     fn journaling(&self) -> bool {
@@ -730,20 +765,22 @@ impl Worker {
         found
     }
 
+    /// Takes `item` off the queue's accounting. A unit stays counted until it is applied or
+    /// journaled ([`Worker::units_settled`]), so that the depth (the overflow check, a
+    /// shutdown's wait) includes units held in a batch or in flight to the secondary.
     fn dequeued(&self, item: Item) -> Item {
-        if !matches!(item, Item::CopyData(_)) {
-            self.shared
-                .mirror_stats
-                .queue_depth
-                .fetch_sub(1, Ordering::Relaxed);
-        }
         match &item {
+            Item::Unit { .. } => {}
             Item::CopyData(data) => {
                 self.control
                     .copy_bytes
                     .fetch_sub(data.len(), Ordering::Relaxed);
             }
             _ => {
+                self.shared
+                    .mirror_stats
+                    .queue_depth
+                    .fetch_sub(1, Ordering::Relaxed);
                 self.control.depth.fetch_sub(1, Ordering::Relaxed);
             }
         }
@@ -772,6 +809,10 @@ impl Worker {
             }
             return;
         };
+        self.shared
+            .mirror_stats
+            .batches
+            .fetch_add(1, Ordering::Relaxed);
         let mut outbox: VecDeque<Bytes> = batch
             .iter()
             .flat_map(|(_, w)| w.frames.iter().cloned())
@@ -1491,6 +1532,8 @@ async fn read_result(conn: &mut Conn) -> std::io::Result<SecondaryResult> {
 #[derive(Default)]
 pub struct MirrorStats {
     pub applied: AtomicU64,
+    /// Pipelined writes of units to secondaries (a batch is one or more units).
+    pub batches: AtomicU64,
     pub journaled: AtomicU64,
     pub journal_switches: AtomicU64,
     pub lost: AtomicU64,

@@ -57,6 +57,8 @@ pub struct Shared {
     pub volatile_defaults: dashmap::DashMap<String, Vec<String>>,
     /// One permit per client session allowed by `limits.max_clients`.
     pub client_slots: Arc<Semaphore>,
+    /// The threads running sessions, once started (for `/status`).
+    pub session_threads: std::sync::OnceLock<Arc<crate::threads::SessionThreads>>,
     next_session_id: AtomicU64,
 }
 
@@ -98,6 +100,7 @@ impl Shared {
             cancels: Arc::new(CancelRegistry::default()),
             verifiers: VerifierCache::default(),
             client_slots: Arc::new(Semaphore::new(slots)),
+            session_threads: std::sync::OnceLock::new(),
             next_session_id: AtomicU64::new(1),
         }))
     }

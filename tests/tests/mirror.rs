@@ -371,3 +371,100 @@ async fn a_write_answered_before_another_session_sends_its_own_reaches_the_secon
         "each child waited for its parent: {status}"
     );
 }
+
+/// The mirror's counters in `/status`.
+fn mirror_status(sy: &Switchyard) -> serde_json::Value {
+    let r = http::get(sy.admin_port(), "/status");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    v["mirror"].clone()
+}
+
+fn counter(v: &serde_json::Value, key: &str) -> u64 {
+    v[key].as_u64().unwrap_or_else(|| panic!("no {key} in {v}"))
+}
+
+/// A transaction sent statement by statement (each its own round trip, so each its own
+/// unit) reaches the secondary grouped: the worker holds a batch that ends inside a
+/// transaction for the transaction's next unit, so the twelve units go to green in far
+/// fewer writes than one each (without the hold, a secondary that keeps up gets one write
+/// per unit). And the transaction is applied whole: green has every row.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transaction_reaches_the_secondary_in_few_pipelined_writes() {
+    let dbs = TwoDbs::start();
+    let sy = mirrored(&dbs, |_| {});
+    let c = client::connect(&sy.connstr("app", "app-secret", "app")).await;
+    c.simple_query("create table grouped (id int primary key, v text)")
+        .await
+        .unwrap();
+    converge(&dbs, "grouped", "*", "id");
+    let before = mirror_status(&sy);
+
+    c.simple_query("begin").await.unwrap();
+    for i in 0..10 {
+        c.simple_query(&format!("insert into grouped values ({i}, 'row {i}')"))
+            .await
+            .unwrap();
+    }
+    c.simple_query("commit").await.unwrap();
+    let digest = converge(&dbs, "grouped", "*", "id");
+    assert!(digest.starts_with("10:"), "{digest}");
+
+    let after = mirror_status(&sy);
+    let units = counter(&after, "units_applied") - counter(&before, "units_applied");
+    let batches = counter(&after, "batches") - counter(&before, "batches");
+    assert_eq!(units, 12, "begin, 10 inserts and commit are 12 units");
+    assert!(
+        batches * 2 <= units,
+        "12 units in {batches} writes: the transaction was not grouped"
+    );
+}
+
+/// The hold is short: a transaction left open by its client still reaches the secondary.
+/// After `BEGIN; INSERT` and nothing more, green's mirror connection holds, within
+/// seconds, the INSERT's lock in a transaction left open ("idle in transaction"), and the
+/// COMMIT that comes much later commits it there.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_open_transaction_is_applied_on_the_secondary_without_waiting_for_its_end() {
+    let dbs = TwoDbs::start();
+    let sy = mirrored(&dbs, |_| {});
+    let c = client::connect(&sy.connstr("app", "app-secret", "app")).await;
+    c.simple_query("create table held (id int primary key)")
+        .await
+        .unwrap();
+    converge(&dbs, "held", "*", "id");
+    c.simple_query("begin").await.unwrap();
+    c.simple_query("insert into held values (42)")
+        .await
+        .unwrap();
+
+    // The INSERT's lock, held by an open transaction on green (the worker may have run a
+    // catalog query since, so the backend's last query text is not the INSERT).
+    let probe = "select a.state from pg_locks l join pg_class c on c.oid = l.relation \
+                 join pg_stat_activity a on a.pid = l.pid \
+                 where c.relname = 'held' and l.mode = 'RowExclusiveLock'";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = dbs.green.psql_in("app", probe);
+        if seen == "idle in transaction" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the open transaction's INSERT never reached green: {seen:?}\n{}",
+            dbs.green.psql_in(
+                "app",
+                "select usename, state, query from pg_stat_activity where backend_type = 'client backend'"
+            )
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Not committed on green either, until the client commits.
+    assert_eq!(dbs.green.psql_in("app", "select count(*) from held"), "0");
+    c.simple_query("commit").await.unwrap();
+    assert_eq!(
+        converge(&dbs, "held", "*", "id"),
+        digest(&dbs.blue, "held", "*", "id")
+    );
+    assert!(digest(&dbs.green, "held", "*", "id").starts_with("1:"));
+}

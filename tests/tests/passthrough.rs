@@ -468,3 +468,53 @@ async fn json_logs_are_one_object_per_line_with_the_session_span() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Sessions run on `listen.threads` session threads and each new client goes to the one
+/// with the fewest: six clients on three threads are two per thread (`/status` counts them),
+/// and the sessions answer queries on all three. When three clients leave, the next three
+/// fill the threads they left.
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_are_spread_evenly_over_the_session_threads() {
+    let dbs = TwoDbs::start();
+    let mut doc = dbs.config();
+    doc["listen"]["threads"] = toml_edit::value(3);
+    let sy = Switchyard::start(&doc.to_string());
+    let threads = || -> Vec<u64> {
+        let r = switchyard_tests::http::get(sy.admin_port(), "/status");
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        v["session_threads"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no session_threads in {v}"))
+            .iter()
+            .map(|n| n.as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(threads(), [0, 0, 0]);
+    let mut clients = Vec::new();
+    for i in 0..6 {
+        let c = connect(&app(&sy)).await;
+        let row = c.query_one("select $1::int + 1", &[&i]).await.unwrap();
+        assert_eq!(row.get::<_, i32>(0), i + 1);
+        clients.push(c);
+    }
+    assert_eq!(threads(), [2, 2, 2]);
+
+    // Clients 0, 1 and 2 went to threads 0, 1 and 2: their departure frees one slot each.
+    clients.drain(..3);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while threads() != [1, 1, 1] {
+        assert!(
+            Instant::now() < deadline,
+            "sessions not counted out: {:?}",
+            threads()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for i in 0..3 {
+        let c = connect(&app(&sy)).await;
+        let row = c.query_one("select $1::int * 10", &[&i]).await.unwrap();
+        assert_eq!(row.get::<_, i32>(0), i * 10);
+        clients.push(c);
+    }
+    assert_eq!(threads(), [2, 2, 2]);
+}

@@ -61,11 +61,12 @@ async fn setup_items(c: &tokio_postgres::Client) {
     .unwrap();
 }
 
-/// Waits until the mirrored `items` table is the same on both sides.
+/// Waits until the mirrored `table` is the same on both sides (the mirror is asynchronous:
+/// on green it may not even exist yet).
 fn converged(dbs: &TwoDbs, table: &str) {
     let q = format!("select count(*) || ':' || coalesce(md5(string_agg(t::text, ',' order by t::text)), '') from {table} t");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while dbs.blue.psql_in("app", &q) != dbs.green.psql_in("app", &q) {
+    while Ok(dbs.blue.psql_in("app", &q)) != dbs.green.try_psql_in("app", &q) {
         assert!(Instant::now() < deadline, "{table} never converged");
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -13,6 +13,7 @@ fn the_minimal_config_gets_the_documented_defaults() {
 
     assert_eq!(config.listen.address, "127.0.0.1:6432");
     assert_eq!(config.listen.tls, ListenTls::Disable);
+    assert_eq!(config.listen.threads, None, "one session thread per core");
     assert_eq!(
         (
             config.listen.tls_cert.as_ref(),

@@ -34,7 +34,7 @@ fn every_socket_bound_key_is_reported_in_a_fixed_order() {
     let old = parse(MINIMAL).unwrap();
     let text = format!(
         "{MINIMAL}\n[listen]\naddress = \"127.0.0.1:7432\"\ntls = \"require\"\ntls_cert = \"a.crt\"\n\
-         tls_key = \"a.key\"\n[admin]\naddress = \"127.0.0.1:9999\"\n"
+         tls_key = \"a.key\"\nthreads = 3\n[admin]\naddress = \"127.0.0.1:9999\"\n"
     );
     let new = parse(&text).unwrap();
     assert_eq!(
@@ -44,6 +44,7 @@ fn every_socket_bound_key_is_reported_in_a_fixed_order() {
             "listen.tls",
             "listen.tls_cert",
             "listen.tls_key",
+            "listen.threads",
             "admin.address"
         ]
     );

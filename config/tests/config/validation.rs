@@ -155,6 +155,20 @@ fn out_of_range_numbers_are_rejected_with_key_value_and_range() {
             "positive integer (seconds)",
         ),
         (
+            "[listen]",
+            "threads = 1025",
+            "listen.threads",
+            "1025",
+            "from 1 to 1024, or 0 for one per CPU core",
+        ),
+        (
+            "[listen]",
+            "threads = -1",
+            "listen.threads",
+            "-1",
+            "from 1 to 1024",
+        ),
+        (
             "[limits]",
             "max_clients = 0",
             "limits.max_clients",

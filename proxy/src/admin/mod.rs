@@ -98,10 +98,12 @@ async fn status(State(state): State<Arc<AdminState>>) -> Json<serde_json::Value>
             .collect::<serde_json::Map<_, _>>(),
         "sessions": sessions.values().filter_map(|v| v.as_i64()).sum::<i64>(),
         "sessions_by_primary": sessions,
+        "session_threads": shared.session_threads.get().map(|t| t.sessions()),
         "mirror": {
             "enabled": config.mirror.enabled,
             "queue_depth": m.queue_depth.load(Relaxed),
             "units_applied": m.applied.load(Relaxed),
+            "batches": m.batches.load(Relaxed),
             "units_journaled": m.journaled.load(Relaxed),
             "journal_fallbacks": m.journal_switches.load(Relaxed),
             "units_lost": m.lost.load(Relaxed),
