@@ -180,7 +180,8 @@ callgrind_annotate --inclusive=yes --tree=none --auto=no --threshold=100 "$dump"
 callgrind_annotate --inclusive=no --tree=none --auto=no --threshold=100 "$dump" 2>/dev/null >"$OUT/exclusive.txt" || true
 # The session tasks (relay included), inclusive: the part of the total that does not depend
 # on how often the runtime's workers happened to park and steal during the run.
-session="$(grep -m1 -E 'session.rs:switchyard::session::run::\{\{closure\}\}' "$OUT/inclusive.txt" | awk '{gsub(",", "", $1); print $1}')"
+# (The session future, whose poll inlines session::run, is the closure a session thread runs.)
+session="$(grep -m1 -E 'threads.rs:switchyard::threads::SessionThreads::spawn::\{\{closure\}\}|session.rs:switchyard::session::run::\{\{closure\}\}' "$OUT/inclusive.txt" | awk '{gsub(",", "", $1); print $1}')"
 echo "of which the session tasks (inclusive: relay, socket I/O calls, tracing span): $(awk -v i="${session:-0}" -v t="$tx" 'BEGIN{printf "%.0f", i/t}') per transaction"
 echo
 echo "top functions, exclusive (self) instructions per transaction (inlined code folded into its function):"
@@ -192,6 +193,6 @@ awk -v t="$tx" '/^ *[0-9,]+ \(/ && !/PROGRAM TOTALS/ {
     END { for (f in s) printf "%8.1f  %s\n", s[f] / t, f }' "$OUT/exclusive.txt" |
     sort -rn |
     # callgrind_annotate charges thread-start frames with the whole run; they are not self cost.
-    grep -v -E '  (std::sys::backtrace::|tokio::runtime::task::raw::poll$|tokio::runtime::task::core::Core<T,S>::poll$|tokio::runtime::scheduler::multi_thread::worker::run$|tokio::runtime::scheduler::current_thread::CurrentThread::block_on|tokio::runtime::context::scoped::|tokio::runtime::blocking::pool::Inner::run$|start_thread$|core::ops::function::FnOnce::call_once\{\{vtable|clone$|<tokio::runtime::blocking::task::BlockingTask|<std::sys::thread::unix::Thread>::new::thread_start)' |
+    grep -v -E '  (std::sys::backtrace::|tokio::runtime::runtime::Runtime::block_on$|tokio::runtime::task::raw::poll$|tokio::runtime::task::core::Core<T,S>::poll$|tokio::runtime::scheduler::multi_thread::worker::run$|tokio::runtime::scheduler::current_thread::CurrentThread::block_on|tokio::runtime::context::scoped::|tokio::runtime::blocking::pool::Inner::run$|start_thread$|core::ops::function::FnOnce::call_once\{\{vtable|clone$|<tokio::runtime::blocking::task::BlockingTask|<std::sys::thread::unix::Thread>::new::thread_start)' |
     head -25 | cut -c1-160
 [ -n "${PROFILE_DIR:-}" ] && echo "kept in $OUT"
