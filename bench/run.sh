@@ -437,7 +437,7 @@ report() {
     echo "$HEADING"
     echo
     if [ "$DEFAULT_MATRIX" = 0 ]; then
-        echo "**Reduced run** (not the full default matrix): see the command below."
+        echo "**Not the default run** (some settings differ from the defaults): see the command below."
         echo
     fi
     echo "- Command: \`$COMMAND\`"

@@ -38,7 +38,8 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener, threads: Arc<Sess
             }
         };
         let shared = shared.clone();
-        threads.spawn(async move {
+        threads.spawn(move |counted| async move {
+            let _counted = counted;
             match TcpStream::from_std(tcp) {
                 Ok(tcp) => session::run(shared, tcp, peer, permit).await,
                 Err(e) => error!(error = %e, %peer, "cannot register the client connection"),

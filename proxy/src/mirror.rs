@@ -394,6 +394,9 @@ struct Applied {
     tags: Vec<String>,
     txn: Option<u64>,
     summary: String,
+    /// The session state the unit establishes (see [`UnitWork::prelude`]), for a unit whose
+    /// prelude is not yet in `Worker::prelude`.
+    prelude: Option<Vec<Bytes>>,
 }
 
 /// A connection the worker talks to (its secondary, or a re-check's).
@@ -849,6 +852,7 @@ impl Worker {
                     tags: work.expect.tags,
                     txn: work.txn,
                     summary: work.summary,
+                    prelude: work.prelude,
                 });
             }
         }
@@ -897,6 +901,8 @@ impl Worker {
                 tags: work.expect.tags,
                 txn: work.txn,
                 summary: work.summary,
+                // Already in `self.prelude`.
+                prelude: None,
             });
         }
     }
@@ -907,21 +913,37 @@ impl Worker {
         self.conn = None;
         self.shared.health.failed(&self.info.secondary.name, reason);
         self.start_journaling(reason);
-        for a in std::mem::take(&mut self.open_tx) {
+        let open = std::mem::take(&mut self.open_tx);
+        // The open transaction's units are journaled whole: what they establish (a named
+        // Parse) must not also be in the prelude, or a replay would create it twice.
+        self.take_preludes_of(&open);
+        for a in open {
             self.journal_unit(a.seq, &a.frames, &a.tags, a.txn, &a.summary);
         }
     }
 
-    /// The session's queue overflowed while `frames` was in flight on `conn`. Mirroring
-    /// stops; the unit in flight finishes in the background, and if it leaves a
-    /// transaction open on the secondary, that transaction is journaled (and rolled back
-    /// there when the connection closes).
+    /// Removes from the prelude, and returns, what the units `of` established.
+    fn take_preludes_of(&mut self, of: &[Applied]) -> Vec<(u64, Vec<Bytes>, String)> {
+        let seqs: std::collections::HashSet<u64> = of.iter().map(|a| a.seq).collect();
+        let (taken, kept) = std::mem::take(&mut self.prelude)
+            .into_iter()
+            .partition(|(seq, _, _)| seqs.contains(seq));
+        self.prelude = kept;
+        taken
+    }
+
     /// The session's queue overflowed while `in_flight` units were on their way to (or
     /// being answered by) the secondary. Mirroring stops; the units in flight are finished
     /// in the background (the rest of their bytes written, their answers read). Whatever
     /// they leave uncommitted on the secondary (the open transaction, or units that never
     /// got an answer) is journaled; the connection is then closed, which rolls the open
     /// transaction back there.
+    ///
+    /// The session state those units establish (a named Parse, a SET) dies with that
+    /// connection: for every unit that is *not* journaled (it was applied), what it
+    /// established goes into the journal's prelude, so that the journaled units that use it
+    /// (an Execute of that statement) can run on a replay's fresh connection. A unit that is
+    /// journaled carries its own.
     fn overflowed(&mut self, mut conn: Conn, mut outbox: VecDeque<Bytes>, in_flight: Vec<Applied>) {
         let reason = if self.control.stopping.load(Ordering::Relaxed) {
             "switchyard is shutting down"
@@ -936,6 +958,8 @@ impl Worker {
         };
         let mut open = std::mem::take(&mut self.open_tx);
         let journal = self.entry_template();
+        // The open transaction's preludes wait until it is known whether it is journaled.
+        let mut preludes = self.take_preludes_of(&open);
         self.journal_prelude();
         let shared = self.shared.clone();
         let session = self.info.id;
@@ -944,11 +968,19 @@ impl Worker {
             .unsettled
             .fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
-            let mut unanswered = in_flight.into_iter();
+            // A unit leaves `unanswered` only once its answer is read: one still waiting
+            // when the grace runs out is journaled like the rest.
+            let mut unanswered: VecDeque<Applied> = in_flight.into();
             let settle = async {
                 write_outbox(&mut conn.stream, &mut outbox).await?;
-                for unit in unanswered.by_ref() {
+                while !unanswered.is_empty() {
                     let result = read_result(&mut conn).await?;
+                    let Some(mut unit) = unanswered.pop_front() else {
+                        break;
+                    };
+                    if let Some(prelude) = unit.prelude.take() {
+                        preludes.push((unit.seq, prelude, unit.summary.clone()));
+                    }
                     if result.status == b'I' {
                         open.clear();
                     } else {
@@ -958,7 +990,22 @@ impl Worker {
                 Ok::<(), std::io::Error>(())
             };
             let settled = matches!(tokio::time::timeout(grace, settle).await, Ok(Ok(())));
-            for a in open.iter().chain(unanswered.as_slice()) {
+            let journaled: std::collections::HashSet<u64> =
+                open.iter().chain(&unanswered).map(|a| a.seq).collect();
+            for (seq, frames, summary) in preludes {
+                if !journaled.contains(&seq) {
+                    journal.write(
+                        &shared,
+                        seq,
+                        &frames,
+                        &[],
+                        None,
+                        &summary,
+                        EntryKind::Prelude,
+                    );
+                }
+            }
+            for a in open.iter().chain(&unanswered) {
                 journal.write(
                     &shared,
                     a.seq,

@@ -29,6 +29,10 @@ pub const MAX_PENDING: usize = 8;
 pub const RECHECKS_AT_ONCE: usize = 4;
 /// How long a re-check may wait for its turn before it gives up.
 const RECHECK_QUEUE_WAIT: Duration = Duration::from_secs(30);
+/// Re-checks waiting or running, at most. Past it (green really differs and every read
+/// shows it), a mismatch is settled at once as unverified instead of queuing one more task
+/// that would only time out.
+pub const RECHECKS_QUEUED: usize = 64;
 /// Times a mismatch is re-run on both before it is confirmed: it vanishes as soon as one
 /// re-run agrees (reads of rows other sessions keep writing rarely agree at the first).
 const RECHECK_ATTEMPTS: usize = 3;
@@ -395,22 +399,30 @@ impl Recheck {
     pub async fn run(self, shared: Arc<Shared>) {
         let config = shared.config.load_full();
         let settings = &config.shadow_reads;
-        tokio::time::sleep(Duration::from_millis(settings.recheck_after_ms)).await;
-        let (status, note) = match tokio::time::timeout(
-            RECHECK_QUEUE_WAIT,
-            shared.shadow_rechecks.clone().acquire_owned(),
-        )
-        .await
-        {
-            Ok(Ok(_permit)) => {
-                let pause = Duration::from_millis(settings.recheck_after_ms.max(50));
-                self.judge(settings.statement_timeout_ms, settings.max_rows, pause)
-                    .await
-            }
-            _ => (
+        let busy = || {
+            (
                 Status::Unverified,
                 Some("too many re-checks waiting".to_owned()),
-            ),
+            )
+        };
+        let (status, note) = match shared.shadow_recheck_queue.clone().try_acquire_owned() {
+            Err(_) => busy(),
+            Ok(_queued) => {
+                tokio::time::sleep(Duration::from_millis(settings.recheck_after_ms)).await;
+                match tokio::time::timeout(
+                    RECHECK_QUEUE_WAIT,
+                    shared.shadow_rechecks.clone().acquire_owned(),
+                )
+                .await
+                {
+                    Ok(Ok(_permit)) => {
+                        let pause = Duration::from_millis(settings.recheck_after_ms.max(50));
+                        self.judge(settings.statement_timeout_ms, settings.max_rows, pause)
+                            .await
+                    }
+                    _ => busy(),
+                }
+            }
         };
         tracing::info!(
             fingerprint = %self.mismatch.fingerprint,

@@ -40,6 +40,8 @@ pub struct Shared {
     pub mismatches: crate::mismatch::Mismatches,
     /// Shadow-read re-checks allowed to run at once.
     pub shadow_rechecks: Arc<Semaphore>,
+    /// Shadow-read re-checks allowed to wait or run (see `shadow::RECHECKS_QUEUED`).
+    pub shadow_recheck_queue: Arc<Semaphore>,
     pub nondeterministic: NonDeterministic,
     /// Statement latencies by upstream, role and kind.
     pub latencies: Arc<crate::latency::Latencies>,
@@ -87,6 +89,7 @@ impl Shared {
             health: crate::health::Health::default(),
             mismatches: crate::mismatch::Mismatches::default(),
             shadow_rechecks: Arc::new(Semaphore::new(crate::shadow::RECHECKS_AT_ONCE)),
+            shadow_recheck_queue: Arc::new(Semaphore::new(crate::shadow::RECHECKS_QUEUED)),
             nondeterministic: NonDeterministic::default(),
             latencies: Arc::default(),
             volatile_defaults: dashmap::DashMap::new(),

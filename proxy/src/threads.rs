@@ -26,8 +26,9 @@ struct SessionThread {
     sessions: Arc<AtomicUsize>,
 }
 
-/// Decrements its thread's session count when the session's future ends or is dropped.
-struct Counted(Arc<AtomicUsize>);
+/// A session's place in its thread's count, given back when the session's future ends or
+/// is dropped.
+pub struct Counted(Arc<AtomicUsize>);
 
 impl Drop for Counted {
     fn drop(&mut self) {
@@ -77,12 +78,18 @@ impl SessionThreads {
         self.threads.is_empty()
     }
 
-    /// Runs `session` on the thread with the fewest sessions. The future is first polled on
-    /// that thread, so a socket it registers there (`TcpStream::from_std`) belongs to that
-    /// thread's event loop.
-    pub fn spawn<F>(&self, session: F)
+    /// Runs the future `make` builds on the thread with the fewest sessions. `make` gets the
+    /// thread's count for the session: the future must hold it until it ends. The future is
+    /// first polled on that thread, so a socket it registers there (`TcpStream::from_std`)
+    /// belongs to that thread's event loop.
+    ///
+    /// The count is handed in rather than wrapped around the future: an `async` block that
+    /// awaits a future it captured keeps room for it twice (the capture and the awaited
+    /// value), which doubled the size of every session task.
+    pub fn spawn<F, Fut>(&self, make: F)
     where
-        F: Future<Output = ()> + Send + 'static,
+        F: FnOnce(Counted) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
     {
         let Some(thread) = self
             .threads
@@ -92,10 +99,6 @@ impl SessionThreads {
             return;
         };
         thread.sessions.fetch_add(1, Ordering::Relaxed);
-        let counted = Counted(thread.sessions.clone());
-        thread.handle.spawn(async move {
-            let _counted = counted;
-            session.await;
-        });
+        thread.handle.spawn(make(Counted(thread.sessions.clone())));
     }
 }

@@ -468,3 +468,52 @@ async fn an_open_transaction_is_applied_on_the_secondary_without_waiting_for_its
     );
     assert!(digest(&dbs.green, "held", "*", "id").starts_with("1:"));
 }
+
+/// A statement prepared while the secondary is stalled: its Parse is in flight on the
+/// mirror connection when the queue overflows, and is answered only after the session has
+/// switched to the journal. The journaled executions of that statement need it on the
+/// replay's fresh connection, so the journal's prelude must carry it; the replay then
+/// applies every row. (Found by the benchmark: a canary run's replay stopped at
+/// `prepared statement "P_0" does not exist`.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_statement_prepared_in_flight_at_an_overflow_replays_from_the_journal() {
+    let mut dbs = TwoDbs::start();
+    let mut sy = mirrored(&dbs, |doc| {
+        doc["mirror"]["queue_capacity"] = toml_edit::value(4);
+    });
+    let c = client::connect(&sy.connstr("app", "app-secret", "app")).await;
+    c.simple_query("create table prepared_rows (id int primary key)")
+        .await
+        .unwrap();
+    converge(&dbs, "prepared_rows", "*", "id");
+
+    dbs.green.pause();
+    // tokio-postgres names it (Parse "s0" / Describe / Sync): a unit the mirror replays.
+    let insert = c
+        .prepare("insert into prepared_rows values ($1)")
+        .await
+        .unwrap();
+    for i in 0..20i32 {
+        assert_eq!(c.execute(&insert, &[&i]).await.unwrap(), 1);
+    }
+    assert!(
+        metric(&sy, "switchyard_mirror_journal_fallbacks_total") > 0.0,
+        "the queue of 4 overflowed"
+    );
+    dbs.green.resume();
+    drop(c);
+    // The Parse in flight is answered now; let the worker settle it, then stop.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(&sy, "switchyard_mirror_unsettled_sessions") > 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the in-flight units never settled"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    sy.stop();
+    sy.journal_replay();
+    let rows = converge(&dbs, "prepared_rows", "*", "id");
+    assert!(rows.starts_with("20:"), "{rows}");
+    assert_eq!(sy.journal_status()["pending"], 0);
+}

@@ -547,3 +547,43 @@ async fn ignored_columns_float_tolerance_and_parameters() {
     let score = mismatch_for(&sy, "id, score");
     assert_eq!(score["difference"]["primary_rows"][0][0], "3", "{score}");
 }
+
+/// When green really differs, every sampled read shows it, and re-checks must not pile
+/// up: at most 64 wait or run; past that a mismatch is settled at once as unverified ("too
+/// many re-checks waiting") instead of queuing one more task. With re-checks delayed by a
+/// minute, every mismatch after the 64th is settled unverified right away and the first
+/// 64 are still pending.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_mismatches_keeps_a_bounded_recheck_queue() {
+    let dbs = TwoDbs::start();
+    let sy = shadowed(&dbs, 60_000, |_| {});
+    let c = client::connect(&sy.connstr("app", "app-secret", "app")).await;
+    c.batch_execute("create table flood (id int primary key); insert into flood values (1);")
+        .await
+        .unwrap();
+    converged(&dbs, "flood");
+    dbs.green.psql_in("app", "update flood set id = 2");
+    for _ in 0..150 {
+        c.simple_query("select id from flood").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let s = loop {
+        let s = shadow_status(&sy);
+        if n(&s, "completed") == n(&s, "sampled") {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "shadow reads never completed: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mismatched = n(&s, "mismatched");
+    assert!(
+        mismatched > 64,
+        "too few reads compared to fill the queue: {s}"
+    );
+    assert_eq!(n(&s, "unverified"), mismatched - 64, "{s}");
+    assert_eq!(n(&s, "confirmed") + n(&s, "vanished"), 0, "{s}");
+}
