@@ -489,7 +489,16 @@ async fn sessions_are_spread_evenly_over_the_session_threads() {
             .map(|n| n.as_u64().unwrap())
             .collect()
     };
-    assert_eq!(threads(), [0, 0, 0]);
+    // The harness's readiness probe (a connection opened and closed) may still be counted.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while threads() != [0, 0, 0] {
+        assert!(
+            Instant::now() < deadline,
+            "idle proxy counts sessions: {:?}",
+            threads()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut clients = Vec::new();
     for i in 0..6 {
         let c = connect(&app(&sy)).await;
