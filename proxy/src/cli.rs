@@ -156,6 +156,9 @@ fn serve(path: PathBuf, json_logs: bool) -> anyhow::Result<()> {
         };
         let shared = Shared::new(config, journal).context("cannot set up TLS for listen.tls")?;
         let _ = shared.session_threads.set(threads.clone());
+        // Before anything is bound: a SIGHUP or an edit of the file from then on is seen.
+        let hup = crate::reload::sighup();
+        let watch = crate::reload::FileWatch::start(&shared);
         let listener = TcpListener::bind(&address)
             .await
             .with_context(|| format!("cannot listen on {address}"))?;
@@ -163,8 +166,12 @@ fn serve(path: PathBuf, json_logs: bool) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {admin_address} (admin.address)"))?;
         tokio::spawn(admin::serve(shared.clone(), admin_listener));
-        tokio::spawn(crate::reload::on_sighup(shared.clone()));
-        tokio::spawn(crate::reload::watch_file(shared.clone()));
+        if let Some(hup) = hup {
+            tokio::spawn(crate::reload::on_sighup(shared.clone(), hup));
+        }
+        if let Some(watch) = watch {
+            tokio::spawn(watch.run(shared.clone()));
+        }
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                 .context("cannot install the SIGTERM handler")?;

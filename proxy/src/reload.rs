@@ -322,74 +322,102 @@ pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 /// Reloads on every SIGHUP until the task is dropped.
-pub async fn on_sighup(shared: Arc<Shared>) {
-    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-        error!("cannot install the SIGHUP handler; reload with POST /reload instead");
-        return;
-    };
+pub async fn on_sighup(shared: Arc<Shared>, mut hup: tokio::signal::unix::Signal) {
     while hup.recv().await.is_some() {
         let _ = reload(&shared, Source::Signal).await;
+    }
+}
+
+/// Installs the SIGHUP handler (before the listener accepts anyone: until then SIGHUP
+/// would terminate the process). `None`, logged, when it cannot be installed.
+pub fn sighup() -> Option<tokio::signal::unix::Signal> {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(hup) => Some(hup),
+        Err(_) => {
+            error!("cannot install the SIGHUP handler; reload with POST /reload instead");
+            None
+        }
     }
 }
 
 /// How long the file must stay quiet before a change is acted upon (editors write in steps).
 const DEBOUNCE: Duration = Duration::from_millis(250);
 
-/// Watches the config file and reloads when its content changes, until the task is dropped.
-pub async fn watch_file(shared: Arc<Shared>) {
-    use notify::{RecursiveMode, Watcher};
-    let Some(path) = shared.config.load().source.clone() else {
-        return;
-    };
-    shared.reloads.remember(&path);
-    let Some(dir) = path.parent().map(Path::to_path_buf) else {
-        return;
-    };
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let file_name = path.file_name().map(|n| n.to_owned());
-    let mut watcher = match notify::recommended_watcher(
-        move |event: notify::Result<notify::Event>| {
-            if let Ok(event) = event {
-                if event
-                    .paths
-                    .iter()
-                    .any(|p| p.file_name().map(|n| n.to_owned()) == file_name)
-                {
-                    let _ = tx.send(());
+/// A watch on the config file's directory, registered before the listener accepts
+/// anyone, so that no change written after switchyard is up can be missed.
+pub struct FileWatch {
+    path: std::path::PathBuf,
+    rx: tokio::sync::mpsc::UnboundedReceiver<()>,
+    _watcher: notify::RecommendedWatcher,
+}
+
+impl FileWatch {
+    /// Starts watching; `None` (logged) without a config file or when watching fails.
+    pub fn start(shared: &Shared) -> Option<FileWatch> {
+        use notify::{RecursiveMode, Watcher};
+        let path = shared.config.load().source.clone()?;
+        shared.reloads.remember(&path);
+        let dir = path.parent().map(Path::to_path_buf)?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let file_name = path.file_name().map(|n| n.to_owned());
+        let mut watcher = match notify::recommended_watcher(
+            move |event: notify::Result<notify::Event>| {
+                if let Ok(event) = event {
+                    if event
+                        .paths
+                        .iter()
+                        .any(|p| p.file_name().map(|n| n.to_owned()) == file_name)
+                    {
+                        let _ = tx.send(());
+                    }
+                }
+            },
+        ) {
+            Ok(w) => w,
+            Err(e) => {
+                warn!(error = %e, "cannot watch the config file; reload with SIGHUP or POST /reload");
+                return None;
+            }
+        };
+        // The directory, not the file: editors and `mv` replace the file (a new inode).
+        if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
+            warn!(error = %e, dir = %dir.display(), "cannot watch the config directory");
+            return None;
+        }
+        Some(FileWatch {
+            path,
+            rx,
+            _watcher: watcher,
+        })
+    }
+
+    /// Reloads whenever the file's content changes, until the task is dropped.
+    pub async fn run(self, shared: Arc<Shared>) {
+        let FileWatch {
+            path,
+            mut rx,
+            _watcher,
+        } = self;
+        while rx.recv().await.is_some() {
+            // Debounce: wait until events stop for a moment.
+            loop {
+                match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
+                    Ok(Some(())) => continue,
+                    Ok(None) => return,
+                    Err(_) => break,
                 }
             }
-        },
-    ) {
-        Ok(w) => w,
-        Err(e) => {
-            warn!(error = %e, "cannot watch the config file; reload with SIGHUP or POST /reload");
-            return;
-        }
-    };
-    // The directory, not the file: editors and `mv` replace the file (a new inode).
-    if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
-        warn!(error = %e, dir = %dir.display(), "cannot watch the config directory");
-        return;
-    }
-    while rx.recv().await.is_some() {
-        // Debounce: wait until events stop for a moment.
-        loop {
-            match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
-                Ok(Some(())) => continue,
-                Ok(None) => return,
-                Err(_) => break,
+            let current = digest(&path);
+            let unchanged = shared
+                .reloads
+                .last_digest
+                .lock()
+                .map(|last| current.is_some() && *last == current)
+                .unwrap_or(false);
+            if current.is_none() || unchanged {
+                continue; // removed mid-rename, or rewritten with the same content
             }
+            let _ = reload(&shared, Source::File).await;
         }
-        let current = digest(&path);
-        let unchanged = shared
-            .reloads
-            .last_digest
-            .lock()
-            .map(|last| current.is_some() && *last == current)
-            .unwrap_or(false);
-        if current.is_none() || unchanged {
-            continue; // removed mid-rename, or rewritten with the same content
-        }
-        let _ = reload(&shared, Source::File).await;
     }
 }
